@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests run the real nbs binary against build directories
+// that real nix-build kept, in Nix's real sandbox (testdata/e2e). They
+// need Nix, Debian's bash-static and busybox-static and user namespaces;
+// where those are missing they skip loudly, and with NBS_E2E_REQUIRED=1
+// (CI) they fail instead.
+
+var nbsBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nbs-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// The unprivileged test user must be able to run it.
+	os.Chmod(dir, 0o755)
+	nbsBin = filepath.Join(dir, "nbs")
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(goBin, "build", "-o", nbsBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build nbs: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// missing skips the test, or fails it in CI where every prerequisite is
+// installed by .ci/run.
+func missing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	reason := fmt.Sprintf(format, args...)
+	if os.Getenv("NBS_E2E_REQUIRED") != "" {
+		t.Fatalf("end-to-end prerequisite missing (NBS_E2E_REQUIRED is set): %s", reason)
+	}
+	t.Skipf("SKIPPED, prerequisite missing: %s (run .ci/setup-host as root to install it)", reason)
+}
+
+func requireNix(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nix-build"); err != nil {
+		missing(t, "nix-build not found")
+	}
+	for _, f := range []string{"/bin/bash-static", "/bin/busybox"} {
+		if _, err := os.Stat(f); err != nil {
+			missing(t, "%s not found (Debian packages bash-static, busybox-static)", f)
+		}
+	}
+}
+
+func requireUserNS(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command("/bin/true")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	if err := cmd.Run(); err != nil {
+		missing(t, "cannot create a user namespace: %v", err)
+	}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "this test runs nbs as root and as another user; it needs root")
+	}
+}
+
+// testUser is the unprivileged user the tests run nbs as.
+type testUser struct {
+	name     string
+	uid, gid int
+}
+
+func unprivileged(t *testing.T) *testUser {
+	t.Helper()
+	requireRoot(t)
+	name := os.Getenv("NBS_TEST_USER")
+	if name == "" {
+		name = "nbs-test"
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		missing(t, "test user %s: %v", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		missing(t, "setpriv not found (util-linux)")
+	}
+	return &testUser{name: name, uid: uid, gid: gid}
+}
+
+var nonceCounter atomic.Int64
+
+var keptRE = regexp.MustCompile(`keeping build directory ['"]([^'"]+)['"]`)
+
+// buildFailure builds attr of testdata/e2e with nix-build --keep-failed,
+// expects it to fail and returns the kept directory.
+func buildFailure(t *testing.T, attr string) string {
+	t.Helper()
+	requireNix(t)
+	nonce := fmt.Sprintf("%s-%d-%d", t.Name(), time.Now().UnixNano(), nonceCounter.Add(1))
+	cmd := exec.Command("nix-build", "--no-out-link", "--keep-failed", e2eNix(t), "-A", attr, "--argstr", "nonce", nonce)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err == nil {
+		t.Fatalf("nix-build -A %s succeeded; it should fail", attr)
+	}
+	m := keptRE.FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("nix-build -A %s: no kept build directory in its log (is sandbox = true set?):\n%s", attr, stderr.String())
+	}
+	dir := m[1]
+	t.Cleanup(func() {
+		if os.Geteuid() == 0 {
+			os.RemoveAll(dir)
+		}
+	})
+	return dir
+}
+
+func e2eNix(t *testing.T) string {
+	p, err := filepath.Abs("../../testdata/e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// result is one run of nbs.
+type result struct {
+	stdout, stderr string
+	code           int
+	tmp            string // the TMPDIR nbs ran with
+}
+
+// runNBS runs nbs as u (nil: as the test process) with a private TMPDIR
+// and returns what it printed. extraEnv adds to a minimal environment.
+func runNBS(t *testing.T, u *testUser, extraEnv []string, args ...string) result {
+	t.Helper()
+	tmp, err := os.MkdirTemp("", "nbs-e2e-tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(tmp, 0o1777)
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	argv := append([]string{nbsBin}, args...)
+	if u != nil {
+		argv = append([]string{"setpriv", "--reuid=" + strconv.Itoa(u.uid), "--regid=" + strconv.Itoa(u.gid), "--clear-groups", "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=/nonexistent"}, extraEnv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run nbs: %v", err)
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code, tmp: tmp}
+}
+
+// assertCleanTmp checks that nbs left nothing in its TMPDIR.
+func assertCleanTmp(t *testing.T, r result) {
+	t.Helper()
+	entries, _ := os.ReadDir(r.tmp)
+	if len(entries) > 0 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("nbs left %s in TMPDIR", strings.Join(names, ", "))
+	}
+}
+
+// treeSum is a listing of dir with every entry's type, mode, owner,
+// size, mtime, link target and content hash: equal sums mean unchanged.
+func treeSum(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := exec.Command("find", dir, "-printf", "%P %y %m %U:%G %s %T@ %l\n").Output()
+	if err != nil {
+		t.Fatalf("list %s: %v", dir, err)
+	}
+	sums, _ := exec.Command("sh", "-c", "cd \"$1\" && find . -type f -exec sha256sum {} + | sort", "sh", dir).Output()
+	lines := strings.Split(string(out), "\n")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + string(sums)
+}

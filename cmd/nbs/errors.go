@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox"
+)
+
+// exitStatus carries the status of the command that ran in the sandbox
+// (or of nix-build): nbs exits with it and prints nothing.
+type exitStatus struct{ code int }
+
+func (e *exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// usageError is a mistake on the command line.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// hintError adds what the user can do about err.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+
+// exitCode is the one place that turns errors into messages and exit
+// statuses.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var st *exitStatus
+	if errors.As(err, &st) {
+		return st.code
+	}
+	var sig *sandbox.SignalError
+	if errors.As(err, &sig) {
+		fmt.Fprintf(stderr, "nbs: %v; the sandbox was ended\n", sig)
+		return 128 + int(sig.Signal)
+	}
+	msg := "nbs: " + oneLine(err.Error())
+	var ue *usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		fmt.Fprintf(stderr, "%s (see 'nbs --help')\n", msg)
+		return 2
+	}
+	var he *hintError
+	if errors.As(err, &he) {
+		msg += "; " + he.hint
+	} else if errors.Is(err, nix.ErrNotKeptDir) {
+		msg += "; pass the directory named in Nix's 'keeping build directory' note"
+	}
+	fmt.Fprintln(stderr, msg)
+	return 1
+}
+
+// oneLine keeps a message on one line: file names may contain newlines.
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r", `\r`), "\n", `\n`)
+}
+
+// isCobraUsage recognises cobra's own argument and flag errors.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "requires at least", "accepts ", "flag needs an argument", "invalid argument"} {
+		if strings.HasPrefix(s, p) || strings.Contains(s, " "+p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,239 @@
+package nix
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// mkTree creates files (names ending in "/" are directories) under a new
+// temporary directory and returns it.
+func mkTree(t *testing.T, names ...string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, n := range names {
+		p := filepath.Join(root, n)
+		if strings.HasSuffix(n, "/") {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("declare -x A=\"1\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestFindBuildDir(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string
+		want  string // relative to the root
+	}{
+		{"flat (Nix ≤ 2.23)", []string{"env-vars", "source/"}, "."},
+		{"nested build (Nix 2.24+)", []string{"build/env-vars"}, "build"},
+		{"nested b (Lix 2.94+)", []string{"b/env-vars"}, "b"},
+		{"flat wins over nested", []string{"env-vars", "build/env-vars"}, "."},
+		{"build wins over b", []string{"build/env-vars", "b/env-vars"}, "build"},
+		{"b when build has none", []string{"build/", "b/env-vars"}, "b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := mkTree(t, tt.files...)
+			got, err := FindBuildDir(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := filepath.Join(root, tt.want); got != want {
+				t.Errorf("got %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// TestFindBuildDirOnlyChecksExistence: recent nixpkgs makes env-vars 0600
+// for the build user, and a dangling symlink is still a sign of a build.
+func TestFindBuildDirOnlyChecksExistence(t *testing.T) {
+	root := mkTree(t)
+	if err := os.WriteFile(filepath.Join(root, "env-vars"), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := FindBuildDir(root); err != nil || got != root {
+		t.Errorf("mode 0 env-vars: got %q, %v", got, err)
+	}
+
+	root = mkTree(t, "build/")
+	if err := os.Symlink("/nonexistent", filepath.Join(root, "build", "env-vars")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := FindBuildDir(root); err != nil || got != filepath.Join(root, "build") {
+		t.Errorf("dangling symlink: got %q, %v", got, err)
+	}
+
+	// The directory is returned as given, not cleaned.
+	root = mkTree(t, "env-vars")
+	if got, err := FindBuildDir(root + "/"); err != nil || got != root+"/" {
+		t.Errorf("trailing slash: got %q, %v", got, err)
+	}
+}
+
+func TestFindBuildDirErrors(t *testing.T) {
+	empty := mkTree(t, "source/", "build/source/")
+	buildFile := mkTree(t, "build")
+	file := filepath.Join(mkTree(t, "env-vars"), "env-vars")
+	missing := filepath.Join(t.TempDir(), "nix-build-x.drv-0")
+
+	tests := []struct {
+		dir     string
+		wantErr error
+		msg     string
+	}{
+		{empty, ErrNotKeptDir, "find build directory: " + empty + " has no env-vars, build/env-vars or b/env-vars: not a kept Nix build directory"},
+		{buildFile, ErrNotKeptDir, buildFile + " has no env-vars"},
+		{missing, fs.ErrNotExist, "find build directory: stat " + missing + ": no such file or directory"},
+		{file, syscall.ENOTDIR, "find build directory: open " + file + ": not a directory"},
+	}
+	for _, tt := range tests {
+		_, err := FindBuildDir(tt.dir)
+		if !errors.Is(err, tt.wantErr) || !strings.Contains(fmt.Sprint(err), tt.msg) {
+			t.Errorf("FindBuildDir(%s) = %v; want %v containing %q", tt.dir, err, tt.wantErr, tt.msg)
+		}
+	}
+}
+
+// TestFindBuildDirPermission covers kept directories the caller may not
+// search: the top directory of Nix 2.24–2.24.6 and friends is root 0700
+// (see NIX-SANDBOX-HISTORY §6), and an unfinished build's directory belongs
+// to its build user. The error must name the directory, not claim there is
+// no build. Root can search anything, so as root the check runs in a copy
+// of the test binary started as nobody.
+func TestFindBuildDirPermission(t *testing.T) {
+	base := t.TempDir()
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	top := filepath.Join(base, "nix-build-x.drv-0")
+	nested := filepath.Join(base, "nix-1-0")
+	for _, d := range []string{filepath.Join(top), filepath.Join(nested, "build")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "env-vars"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read permission without search permission is not enough either.
+	if err := os.Chmod(top, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(nested, "build"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		if err := os.Chmod(filepath.Join(nested, "build"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		os.Chmod(top, 0o755)
+		os.Chmod(filepath.Join(nested, "build"), 0o755)
+	})
+
+	find := FindBuildDir
+	if os.Geteuid() == 0 {
+		find = findAsNobody(t, base)
+	}
+	for _, tt := range []struct{ dir, msg string }{
+		{top, "find build directory: lstat " + top + "/env-vars: permission denied"},
+		{nested, "find build directory: lstat " + nested + "/build/env-vars: permission denied"},
+	} {
+		_, err := find(tt.dir)
+		if !errors.Is(err, fs.ErrPermission) || err.Error() != tt.msg {
+			t.Errorf("FindBuildDir(%s) = %v; want %q", tt.dir, err, tt.msg)
+		}
+	}
+}
+
+// findAsNobody returns a FindBuildDir that runs in a copy of the test
+// binary as uid/gid 65534 (the copy, because the go tool's build directory
+// is 0700).
+func findAsNobody(t *testing.T, dir string) func(string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "nix.test")
+	if err := copyFile(exe, self); err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != filepath.Dir(d) && d != os.TempDir(); d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
+			os.Chmod(d, fi.Mode().Perm()|0o005)
+		}
+	}
+	return func(path string) (string, error) {
+		cmd := exec.Command(exe, "-test.run=^TestFindBuildDirHelper$")
+		cmd.Dir = dir
+		cmd.Env = []string{"NBS_FIND_BUILD_DIR=" + path}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("helper as nobody: %v\n%s", err, out)
+		}
+		res, _, _ := strings.Cut(string(out), "\n")
+		kind, msg, _ := strings.Cut(res, " ")
+		switch kind {
+		case "ok":
+			return msg, nil
+		case "eacces":
+			return "", fmt.Errorf("%s%w", strings.TrimSuffix(msg, "permission denied"), fs.ErrPermission)
+		}
+		return "", errors.New(msg)
+	}
+}
+
+// TestFindBuildDirHelper is the child half of findAsNobody.
+func TestFindBuildDirHelper(t *testing.T) {
+	dir := os.Getenv("NBS_FIND_BUILD_DIR")
+	if dir == "" {
+		t.Skip("runs only as the helper process of TestFindBuildDirPermission")
+	}
+	got, err := FindBuildDir(dir)
+	switch {
+	case err == nil:
+		fmt.Println("ok", got)
+	case errors.Is(err, fs.ErrPermission):
+		fmt.Println("eacces", err)
+	default:
+		fmt.Println("error", err)
+	}
+}
+
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,345 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// childArg0 is argv[0] of the re-executed nbs that sets the sandbox up.
+// The role is chosen from it before the CLI runs.
+const childArg0 = "nbs-sandbox-child"
+
+// The child's inherited descriptors (exec.Cmd.ExtraFiles start at 3).
+const (
+	specFD = 3 // parent → child: the Spec as JSON, then EOF
+	errFD  = 4 // child → parent: a childError as JSON; close-on-exec, so EOF means execve succeeded
+	ptyFD  = 5 // child → parent: the pty master, as SCM_RIGHTS (Spec.TTY only)
+)
+
+// rcFD is where the interactive shell finds Spec.RC (bash --rcfile /dev/fd/3).
+const rcFD = 3
+
+// IsChild reports whether this process is the sandbox child.
+func IsChild() bool { return len(os.Args) > 0 && os.Args[0] == childArg0 }
+
+// childError is how a failed set-up step travels to the parent.
+type childError struct {
+	Step string `json:"step"`
+	Err  string `json:"err"`
+}
+
+// ChildMain sets the sandbox up and execs the command. It never returns:
+// on failure it reports the step on errFD and exits 127.
+func ChildMain() {
+	// Capabilities, no_new_privs and seccomp are per thread: everything
+	// runs on this one thread, which ends in execve.
+	runtime.LockOSThread()
+	step, err := runChild()
+	if err != nil {
+		b, _ := json.Marshal(childError{Step: step, Err: err.Error()})
+		if _, werr := unix.Write(errFD, b); werr != nil {
+			fmt.Fprintf(os.Stderr, "nbs: sandbox set-up: %s: %v\n", step, err)
+		}
+	}
+	os.Exit(127)
+}
+
+// runChild runs the set-up steps in Nix's order (runChild in
+// derivation-builder.cc): network, UTS, mounts, pivot_root, then the
+// per-process state, and finally execve. It returns only on failure.
+func runChild() (string, error) {
+	spec, err := readSpec()
+	if err != nil {
+		return "read spec", err
+	}
+	steps := []struct {
+		name string
+		run  func(*Spec) error
+	}{
+		{"bring up loopback", setupLoopback},
+		{"set host name", setupUTS},
+		{"make mounts private", makeMountsPrivate},
+		{"bind new root", bindRoot},
+		{"apply mount plan", applyPlan},
+		{"pivot_root", pivotRoot},
+		{"make / read-only", readOnlyRoot},
+		{"set up terminal", setupTTY},
+		{"exec", execCommand},
+	}
+	for _, s := range steps {
+		if err := s.run(spec); err != nil {
+			return s.name, err
+		}
+	}
+	return "exec", errors.New("execve returned")
+}
+
+func readSpec() (*Spec, error) {
+	for _, fd := range []int{specFD, errFD, ptyFD} {
+		unix.CloseOnExec(fd)
+	}
+	f := os.NewFile(specFD, "spec")
+	defer f.Close()
+	var s Spec
+	if err := json.NewDecoder(f).Decode(&s); err != nil {
+		return nil, fmt.Errorf("decode spec: %w", err)
+	}
+	if s.Root == "" || len(s.Argv) == 0 {
+		return nil, errors.New("decode spec: root or argv missing")
+	}
+	return &s, nil
+}
+
+// setupLoopback brings lo up the way Nix does: SIOCSIFFLAGS with
+// IFF_UP|IFF_LOOPBACK|IFF_RUNNING on a datagram socket. The kernel then
+// gives lo 127.0.0.1/8 and ::1/128 by itself.
+func setupLoopback(s *Spec) error {
+	if s.HostNetwork {
+		return nil
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("ioctl SIOCSIFFLAGS lo: %w", err)
+	}
+	return nil
+}
+
+func setupUTS(s *Spec) error {
+	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+		return fmt.Errorf("sethostname %q: %w", s.Hostname, err)
+	}
+	if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
+		return fmt.Errorf("setdomainname %q: %w", s.Domainname, err)
+	}
+	return nil
+}
+
+// makeMountsPrivate stops our mounts from propagating to the host (and
+// the host's into the sandbox), as Nix's mount("/", MS_REC|MS_PRIVATE).
+func makeMountsPrivate(*Spec) error {
+	return mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+}
+
+// bindRoot makes Root a mount point of its own, which pivot_root needs.
+func bindRoot(s *Spec) error {
+	return mount(s.Root, s.Root, "", unix.MS_BIND, "")
+}
+
+func applyPlan(s *Spec) error {
+	for _, op := range s.Mounts {
+		if err := applyOp(s.Root, op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyOp runs one step of the mount plan below root.
+func applyOp(root string, op Op) error {
+	if !filepath.IsAbs(op.Target) || strings.Contains(op.Target, "/../") || strings.HasSuffix(op.Target, "/..") {
+		return fmt.Errorf("%s: target must be a clean absolute path", op)
+	}
+	t := filepath.Join(root, op.Target)
+	parent := func() error {
+		if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return nil
+	}
+	switch op.Kind {
+	case OpMkdir:
+		if err := parent(); err != nil {
+			return err
+		}
+		if err := unix.Mkdir(t, 0o700); err != nil && err != unix.EEXIST {
+			return fmt.Errorf("%s: mkdir: %w", op, err)
+		}
+		return chmod(t, op.Mode)
+	case OpFile:
+		if err := parent(); err != nil {
+			return err
+		}
+		if err := os.WriteFile(t, []byte(op.Data), 0o600); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return chmod(t, op.Mode)
+	case OpSymlink:
+		if err := parent(); err != nil {
+			return err
+		}
+		if err := os.Symlink(op.Source, t); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return nil
+	case OpBind:
+		return bindOp(t, op)
+	case OpMount:
+		if err := os.MkdirAll(t, 0o755); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return mount(op.FSType, t, op.FSType, 0, op.Data)
+	case OpChmod:
+		return chmod(t, op.Mode)
+	}
+	return fmt.Errorf("unknown mount plan step %q", op.Kind)
+}
+
+func chmod(path string, mode uint32) error {
+	if err := unix.Chmod(path, mode); err != nil {
+		return fmt.Errorf("chmod %s %#o: %w", path, mode, err)
+	}
+	return nil
+}
+
+// bindOp binds op.Source on t, creating t as a directory or an empty file
+// to match the source (a bind needs a target of the same kind).
+func bindOp(t string, op Op) error {
+	st, err := os.Stat(op.Source)
+	if err != nil {
+		if op.Optional && errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if st.IsDir() {
+		if err := os.Mkdir(t, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	} else {
+		f, err := os.OpenFile(t, os.O_CREATE|os.O_WRONLY, 0o444)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		f.Close()
+	}
+	flags := uintptr(unix.MS_BIND)
+	if op.Recursive {
+		flags |= unix.MS_REC
+	}
+	if err := mount(op.Source, t, "", flags, ""); err != nil {
+		return err
+	}
+	if op.ReadOnly {
+		return makeReadOnly(t, op.Recursive)
+	}
+	return nil
+}
+
+// makeReadOnly sets MOUNT_ATTR_RDONLY on the mount at path (and, with
+// recursive, on every mount below it). mount_setattr changes only that
+// flag; a classic MS_REMOUNT would have to repeat the mount's locked
+// flags (nosuid, nodev…) or fail with EPERM inside a user namespace.
+func makeReadOnly(path string, recursive bool) error {
+	var flags uint
+	if recursive {
+		flags = unix.AT_RECURSIVE
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	err := unix.MountSetattr(unix.AT_FDCWD, path, flags, &attr)
+	if err == nil {
+		return nil
+	}
+	if err != unix.ENOSYS || recursive {
+		return fmt.Errorf("mount_setattr %s MOUNT_ATTR_RDONLY: %w", path, err)
+	}
+	// Kernels before 5.12: remount, keeping the flags we may not drop.
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", path, err)
+	}
+	keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+	return mount("", path, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|keep, "")
+}
+
+// pivotRoot swaps the root as Nix does: pivot_root(".", "real-root"),
+// chroot("."), then detach and remove the old root, so nothing of the
+// host's tree stays reachable.
+func pivotRoot(s *Spec) error {
+	if err := unix.Chdir(s.Root); err != nil {
+		return fmt.Errorf("chdir %s: %w", s.Root, err)
+	}
+	if err := unix.Mkdir("real-root", 0o500); err != nil {
+		return fmt.Errorf("mkdir real-root: %w", err)
+	}
+	if err := unix.PivotRoot(".", "real-root"); err != nil {
+		return fmt.Errorf("pivot_root . real-root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot .: %w", err)
+	}
+	if err := unix.Unmount("/real-root", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("umount /real-root: %w", err)
+	}
+	if err := unix.Rmdir("/real-root"); err != nil {
+		return fmt.Errorf("rmdir /real-root: %w", err)
+	}
+	return nil
+}
+
+// readOnlyRoot makes "/" read-only. In Nix, /, /etc and /dev belong to
+// the daemon's root, which is unmapped inside, so a build cannot write
+// there (EACCES). Our skeleton belongs to the mapped caller; a read-only
+// mount is the nearest equivalent (EROFS). /build, /tmp, /dev/shm and
+// /dev/pts are mounts of their own and stay writable.
+func readOnlyRoot(*Spec) error {
+	return makeReadOnly("/", false)
+}
+
+// setupTTY gives the command a terminal of its own: a pty from the
+// sandbox's devpts instance, the master sent to the parent, which relays
+// it to the user's terminal. The sandbox never holds a descriptor of the
+// user's terminal, so TIOCSTI there is impossible.
+func setupTTY(s *Spec) error {
+	if !s.TTY {
+		return nil
+	}
+	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/pts/ptmx: %w", err)
+	}
+	defer unix.Close(master)
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		return fmt.Errorf("unlock pty: %w", err)
+	}
+	n, err := unix.IoctlGetInt(master, unix.TIOCGPTN)
+	if err != nil {
+		return fmt.Errorf("get pty number: %w", err)
+	}
+	name := fmt.Sprintf("/dev/pts/%d", n)
+	slave, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", name, err)
+	}
+	if err := unix.Sendmsg(ptyFD, []byte{0}, unix.UnixRights(master), nil, 0); err != nil {
+		return fmt.Errorf("send pty master: %w", err)
+	}
+	// We are PID 1 and a session leader (Setsid at spawn).
+	if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("make %s the controlling terminal: %w", name, err)
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return fmt.Errorf("dup %s to fd %d: %w", name, fd, err)
+		}
+	}
+	return unix.Close(slave)
+}

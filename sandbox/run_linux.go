@@ -1,0 +1,219 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Process is a started sandbox.
+type Process struct {
+	cmd    *exec.Cmd
+	master *os.File // pty master (Spec.TTY)
+	waitc  chan error
+}
+
+// SetupError is a set-up step that failed inside the child.
+type SetupError struct {
+	Step string
+	Msg  string
+}
+
+func (e *SetupError) Error() string { return "sandbox set-up step " + e.Step + " failed: " + e.Msg }
+
+// Start spawns the sandbox child for spec with the host ids mapped to
+// 1000/100, and waits until it has exec'd the command (or failed a
+// set-up step). Without spec.TTY the child gets stdin, stdout and stderr
+// as they are.
+func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, error) {
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer specR.Close()
+	defer specW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer errR.Close()
+	defer errW.Close()
+	extra := []*os.File{specR, errW}
+	var ptyParent, ptyChild *os.File
+	if spec.TTY {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("socketpair: %w", err)
+		}
+		ptyParent, ptyChild = os.NewFile(uintptr(fds[0]), "pty-parent"), os.NewFile(uintptr(fds[1]), "pty-child")
+		defer ptyParent.Close()
+		defer ptyChild.Close()
+		extra = append(extra, ptyChild)
+		// The child replaces its stdio with the pty slave; until then
+		// it has nothing of the user's terminal.
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		defer devnull.Close()
+		stdin, stdout = devnull, devnull
+	}
+
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{childArg0},
+		Env:        []string{},
+		Stdin:      stdin,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: extra,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: cloneFlags(spec),
+			UidMappings: []syscall.SysProcIDMap{
+				{ContainerID: sandboxUID, HostID: ids.UID, Size: 1},
+			},
+			GidMappings: []syscall.SysProcIDMap{
+				{ContainerID: sandboxGID, HostID: ids.GID, Size: 1},
+			},
+			// Nix writes "deny" to setgroups too.
+			GidMappingsEnableSetgroups: false,
+			Credential:                 &syscall.Credential{Uid: sandboxUID, Gid: sandboxGID, NoSetGroups: true},
+			// Keep what the set-up needs across the re-exec while
+			// already being uid 1000; dropped before the final execve.
+			AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN},
+			// PID 1 of the sandbox is a session leader, as Nix's builder.
+			Setsid:    true,
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+
+	p := &Process{cmd: cmd, waitc: make(chan error, 1)}
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig fires when the thread that forked exits, not the
+		// process: keep this goroutine on its thread for the child's
+		// whole life.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		p.waitc <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return nil, startError(err)
+	}
+	specR.Close()
+	errW.Close()
+	if ptyChild != nil {
+		ptyChild.Close()
+	}
+
+	if err := json.NewEncoder(specW).Encode(spec); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("send spec to sandbox: %w", err)
+	}
+	specW.Close()
+
+	// EOF on the close-on-exec error pipe: execve succeeded.
+	msg, err := io.ReadAll(errR)
+	if err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("read sandbox status: %w", err)
+	}
+	if len(msg) > 0 {
+		p.Kill()
+		var ce childError
+		if json.Unmarshal(msg, &ce) != nil {
+			ce = childError{Step: "unknown", Err: string(msg)}
+		}
+		return nil, &SetupError{Step: ce.Step, Msg: ce.Err}
+	}
+	if ptyParent != nil {
+		m, err := recvFD(ptyParent)
+		if err != nil {
+			p.Kill()
+			return nil, fmt.Errorf("receive pty from sandbox: %w", err)
+		}
+		p.master = m
+	}
+	return p, nil
+}
+
+const (
+	sandboxUID = 1000
+	sandboxGID = 100
+)
+
+func cloneFlags(spec *Spec) uintptr {
+	f := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWPID)
+	if !spec.HostNetwork {
+		f |= unix.CLONE_NEWNET
+	}
+	return f
+}
+
+func recvFD(sock *os.File) (*os.File, error) {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("no descriptor in message")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("no descriptor in message")
+	}
+	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+}
+
+// Master is the pty master of a TTY sandbox, nil otherwise.
+func (p *Process) Master() *os.File { return p.master }
+
+// Pid is the host pid of the sandbox's PID 1.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Kill ends the sandbox: killing its PID 1 makes the kernel kill every
+// process in its PID namespace.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+}
+
+// Wait waits for the sandbox's PID 1 and returns its exit status in the
+// shell's convention: the exit code, or 128+N when killed by signal N.
+func (p *Process) Wait(ctx context.Context) (int, error) {
+	var err error
+	select {
+	case err = <-p.waitc:
+	case <-ctx.Done():
+		p.Kill()
+		err = <-p.waitc
+	}
+	if p.master != nil {
+		defer p.master.Close()
+	}
+	if err == nil {
+		return 0, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	return -1, err
+}

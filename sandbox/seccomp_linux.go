@@ -1,0 +1,17 @@
+package sandbox
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func installSeccomp(prog []unix.SockFilter) error {
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fprog)), 0, 0); err != nil {
+		// Nix's own wording, so users can search for it.
+		return fmt.Errorf("unable to load seccomp BPF program: %w (set filter-syscalls = false, or run nbs with --no-seccomp)", err)
+	}
+	return nil
+}

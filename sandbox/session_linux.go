@@ -1,0 +1,317 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/nix-build-shell/nbs/nix"
+)
+
+// Config is one request to enter a kept build directory.
+type Config struct {
+	// Dir is the kept directory as the user named it (or its parent
+	// where newer Nix nests it).
+	Dir string
+	// Command runs in the sandbox; empty means an interactive shell.
+	Command []string
+	// Keep keeps the copy after the sandbox ends.
+	Keep bool
+	// Drv is the failed derivation when known (nbs build); shown in the
+	// prompt.
+	Drv string
+
+	Stdin, Stdout, Stderr *os.File
+	Log                   *slog.Logger
+}
+
+// SignalError says the sandbox was ended because nbs got a signal.
+type SignalError struct{ Signal syscall.Signal }
+
+func (e *SignalError) Error() string { return "interrupted by " + e.Signal.String() }
+
+// ErrUnreadable marks a kept directory the caller is not allowed to
+// read; `sudo nbs` is the way out.
+var ErrUnreadable = errors.New("kept build directory is not readable")
+
+// Enter copies the kept directory, runs the command (or an interactive
+// shell) in a re-created Nix sandbox over the copy, removes the copy
+// (with Keep, returns its path instead) and returns the command's exit status (128+N when it was killed by signal
+// N). SIGINT, SIGTERM and SIGHUP end the sandbox and return a
+// *SignalError.
+func Enter(ctx context.Context, c Config) (status int, keptCopy string, err error) {
+	log := c.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+	var got syscall.Signal
+	go func() {
+		select {
+		case s := <-sigc:
+			got = s.(syscall.Signal)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	interrupted := func() error {
+		if got != 0 {
+			return &SignalError{Signal: got}
+		}
+		return nil
+	}
+
+	buildDir, err := nix.FindBuildDir(c.Dir)
+	if err != nil {
+		return 0, "", err
+	}
+	envPath := filepath.Join(buildDir, "env-vars")
+	ev, err := nix.ReadEnvVars(envPath)
+	if err != nil {
+		return 0, "", explainUnreadable(envPath, err)
+	}
+	shell, err := ev.Shell()
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: %w", envPath, err)
+	}
+	if _, err := os.Stat(shell); err != nil {
+		return 0, "", fmt.Errorf("%s: SHELL is %s, which does not exist on this machine (garbage-collected? rebuild the derivation to get it back): %w", envPath, shell, err)
+	}
+	sandboxBuildDir := "/build"
+	if top, ok := ev.Get("NIX_BUILD_TOP"); ok && path.IsAbs(top) && path.Clean(top) != "/" {
+		sandboxBuildDir = path.Clean(top)
+	}
+
+	owner, err := sandboxOwner()
+	if err != nil {
+		return 0, "", err
+	}
+	var chown *Owner
+	if os.Geteuid() == 0 {
+		chown = &owner
+		// Like Nix's helper before clone: root's supplementary groups
+		// must not reach the sandbox (they would grant access by group).
+		if err := syscall.Setgroups(nil); err != nil {
+			return 0, "", fmt.Errorf("drop supplementary groups: %w", err)
+		}
+	}
+
+	base := os.TempDir()
+	if removed, err := CleanStale(base); err != nil {
+		log.Warn("could not remove a stale copy", "err", err)
+	} else if len(removed) > 0 {
+		log.Debug("removed stale copies", "dirs", removed)
+	}
+	wd, err := newWorkDir(base, chown)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() {
+		if c.Keep && err == nil {
+			keptCopy = wd.build()
+			wd.lock.Close()
+			return
+		}
+		if rerr := wd.remove(); rerr != nil && err == nil {
+			err = fmt.Errorf("remove copy %s: %w", wd.path, rerr)
+		}
+	}()
+
+	log.Debug("copying kept directory", "from", buildDir, "to", wd.build())
+	report, err := CopyTree(ctx, buildDir, wd.build(), CopyOptions{Chown: chown})
+	var unreadable *UnreadableError
+	switch {
+	case errors.As(err, &unreadable):
+		log.Warn(err.Error() + "; they are missing from /build (run nbs with sudo to copy them)")
+	case err != nil:
+		if ierr := interrupted(); ierr != nil {
+			return 0, "", ierr
+		}
+		return 0, "", fmt.Errorf("copy %s: %w", buildDir, err)
+	}
+	for _, s := range report.Skipped {
+		log.Warn("not copied (cannot be re-created): " + s)
+	}
+
+	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
+	spec := &Spec{
+		Root: wd.root(),
+		Mounts: NewPlan(PlanConfig{
+			BuildDir:        wd.build(),
+			SandboxBuildDir: sandboxBuildDir,
+			TmpDir:          wd.tmp(),
+			Shell:           shell,
+			KVM:             hasKVM(),
+		}),
+		Env:        ev.Environ(),
+		Cwd:        sandboxBuildDir,
+		Hostname:   "localhost",
+		Domainname: "(none)",
+		TTY:        tty,
+		Seccomp:    &SeccompProfile{Fchmodat2: true, GetXattr: true},
+		NoNewPrivs: true,
+	}
+	envFile := path.Join(sandboxBuildDir, "env-vars")
+	if len(c.Command) > 0 {
+		spec.Argv = append([]string{shell, "-c", "source " + shQuote(envFile) + `; exec "$@"`, "--"}, c.Command...)
+	} else {
+		spec.Argv, spec.RC = interactiveShell(shell, envFile, promptName(c.Drv, ev))
+	}
+	for _, op := range spec.Mounts {
+		log.Debug("mount plan", "op", op.String())
+	}
+
+	if ierr := interrupted(); ierr != nil {
+		return 0, "", ierr
+	}
+	p, err := Start(spec, owner, c.Stdin, c.Stdout, c.Stderr)
+	if err != nil {
+		return 0, "", err
+	}
+	stopRelay := func() {}
+	if m := p.Master(); m != nil {
+		_, stop, err := Relay(m, c.Stdin, c.Stdout)
+		if err != nil {
+			p.Kill()
+			p.Wait(context.Background())
+			return 0, "", fmt.Errorf("set up terminal: %w", err)
+		}
+		stopRelay = stop
+	}
+	status, err = p.Wait(ctx)
+	stopRelay()
+	if err != nil {
+		return 0, "", err
+	}
+	if ierr := interrupted(); ierr != nil {
+		return 0, "", ierr
+	}
+	return status, "", nil
+}
+
+// explainUnreadable says precisely why env-vars cannot be read: recent
+// nixpkgs writes it 0600 for the build user, and some Nix releases leave
+// the kept directory's top root-only.
+func explainUnreadable(path string, err error) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	// Find the first path component we may not pass or read.
+	for p := path; p != "/" && p != "."; p = filepath.Dir(p) {
+		info, serr := os.Stat(p)
+		if serr != nil {
+			continue
+		}
+		mode := unixAccess(p, info.IsDir())
+		if mode == nil {
+			continue
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		return fmt.Errorf("%w: cannot read %s: %v (owned by %s, mode %#o); Nix's build user owns it",
+			ErrUnreadable, p, mode, userName(st.Uid), info.Mode().Perm())
+	}
+	return fmt.Errorf("%w: %v", ErrUnreadable, err)
+}
+
+func unixAccess(p string, dir bool) error {
+	mode := uint32(4) // R_OK
+	if dir {
+		mode = 1 | 4 // X_OK|R_OK
+	}
+	return syscall.Access(p, mode)
+}
+
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(int(uid))
+}
+
+// sandboxOwner picks the host user the sandbox user 1000 maps to: the
+// caller; under sudo the user who ran sudo; as plain root a Nix build user
+// (like Nix itself) or nobody. The sandbox never runs as host root.
+func sandboxOwner() (Owner, error) {
+	if os.Geteuid() != 0 {
+		return Owner{UID: os.Geteuid(), GID: os.Getegid()}, nil
+	}
+	if su, sg := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID"); su != "" && sg != "" {
+		uid, err1 := strconv.Atoi(su)
+		gid, err2 := strconv.Atoi(sg)
+		if err1 == nil && err2 == nil && uid != 0 {
+			return Owner{UID: uid, GID: gid}, nil
+		}
+	}
+	if g, err := user.LookupGroup("nixbld"); err == nil {
+		if u, err := user.Lookup("nixbld1"); err == nil {
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(g.Gid)
+			if uid != 0 {
+				return Owner{UID: uid, GID: gid}, nil
+			}
+		}
+	}
+	return Owner{UID: 65534, GID: 65534}, nil
+}
+
+// hasKVM: Nix binds /dev/kvm when the machine's system-features contain
+// kvm, which they do by default when the daemon (root) can use the
+// device. The assignment asks for it whenever the host has it; binding
+// needs no access to the device, so an ordinary caller gets it too.
+func hasKVM() bool {
+	_, err := os.Stat("/dev/kvm")
+	return err == nil
+}
+
+// interactiveShell returns the argv (and the bash rc file) for an
+// interactive shell with env-vars sourced.
+func interactiveShell(shell, envFile, name string) ([]string, string) {
+	prompt := `\[\e[1;32m\][nbs ` + name + `]\[\e[0m\] \w \$ `
+	if os.Getenv("NO_COLOR") != "" {
+		prompt = `[nbs ` + name + `] \w \$ `
+	}
+	if strings.Contains(path.Base(shell), "bash") {
+		// Land in the directory the failing phase started in (env-vars'
+		// PWD), as far as it exists in the copy.
+		rc := "source " + shQuote(envFile) + "\n" +
+			"cd -- \"$PWD\" 2>/dev/null || cd " + shQuote(path.Dir(envFile)) + "\n" +
+			"PS1=" + shQuote(prompt) + "\n" +
+			"exec 3<&-\n"
+		return []string{shell, "--rcfile", "/dev/fd/3", "-i"}, rc
+	}
+	return []string{shell, "-c", ". " + shQuote(envFile) + `; exec "$0" -i`, shell}, ""
+}
+
+// promptName is the derivation's name for the prompt.
+func promptName(drv string, ev *nix.EnvVars) string {
+	if n, ok := ev.Get("name"); ok && n != "" {
+		return n
+	}
+	if drv != "" {
+		b := path.Base(drv)
+		if i := strings.IndexByte(b, '-'); i >= 0 {
+			b = b[i+1:]
+		}
+		return strings.TrimSuffix(b, ".drv")
+	}
+	return "sandbox"
+}
+
+// shQuote quotes s for a POSIX shell.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

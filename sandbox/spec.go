@@ -1,0 +1,51 @@
+package sandbox
+
+// Spec is everything the child needs to build the sandbox. The parent
+// encodes it as JSON on an inherited pipe; nothing else crosses the
+// namespace boundary.
+type Spec struct {
+	// Root is the host directory that becomes "/" (empty, owned by the
+	// sandbox user).
+	Root string `json:"root"`
+	// Mounts is the mount plan, applied in order below Root.
+	Mounts []Op `json:"mounts"`
+
+	// Argv and Env are what the final execve receives; Argv[0] is an
+	// absolute path inside the sandbox.
+	Argv []string `json:"argv"`
+	Env  []string `json:"env"`
+	// Cwd is the working directory inside the sandbox (Nix: /build).
+	Cwd string `json:"cwd"`
+	// RC, when set, is handed to the shell as fd 3 (a memfd), for
+	// `bash --rcfile /dev/fd/3`: an interactive shell's start-up file
+	// that exists nowhere in the sandbox's file system.
+	RC string `json:"rc,omitempty"`
+
+	Hostname   string `json:"hostname"`
+	Domainname string `json:"domainname"`
+	// HostNetwork keeps the host's network (Nix does this for
+	// fixed-output derivations); otherwise the child owns a new network
+	// namespace holding only lo.
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+
+	// TTY makes the child open a pty in the sandbox's own devpts, send
+	// the master to the parent and use the slave as its controlling
+	// terminal and stdio.
+	TTY bool `json:"tty,omitempty"`
+
+	// Seccomp is the syscall filter Nix's filter-syscalls installs; nil
+	// means none. NoNewPrivs mirrors !allow-new-privileges.
+	Seccomp    *SeccompProfile `json:"seccomp,omitempty"`
+	NoNewPrivs bool            `json:"noNewPrivs,omitempty"`
+}
+
+// SeccompProfile selects the rules of Nix's setupSeccomp that differ
+// between Nix releases (NIX-SANDBOX-HISTORY.md §4).
+type SeccompProfile struct {
+	// Fchmodat2 adds fchmodat2 (2.22+, backported to 2.18.3–2.18.9).
+	Fchmodat2 bool `json:"fchmodat2,omitempty"`
+	// GetXattr makes getxattr and friends fail with ENOTSUP (2.24+).
+	GetXattr bool `json:"getxattr,omitempty"`
+	// ListXattr makes listxattr and friends fail with ENOTSUP (2.35+).
+	ListXattr bool `json:"listxattr,omitempty"`
+}

@@ -1,0 +1,163 @@
+package sandbox
+
+import (
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// IsTerminal reports whether f is a terminal.
+func IsTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// rawTerminal puts the user's terminal into raw mode (cfmakeraw) and
+// returns a function that restores it: every key, Ctrl-C and Ctrl-Z
+// included, then reaches the sandbox's own pty, whose line discipline
+// turns them into signals for the sandbox's foreground job.
+func rawTerminal(fd int) (*unix.Termios, func(), error) {
+	orig, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := *orig
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN] = 1
+	raw.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETSW, &raw); err != nil {
+		return nil, nil, err
+	}
+	saved := *orig
+	return orig, func() { _ = unix.IoctlSetTermios(fd, unix.TCSETSW, &saved) }, nil
+}
+
+// copyWinsize gives the pty the size of the user's terminal.
+func copyWinsize(from, to int) {
+	ws, err := unix.IoctlGetWinsize(from, unix.TIOCGWINSZ)
+	if err == nil {
+		_ = unix.IoctlSetWinsize(to, unix.TIOCSWINSZ, ws)
+	}
+}
+
+// Relay connects the user's terminal (in, out) to the sandbox's pty
+// master until the sandbox side closes. It puts the terminal in raw mode,
+// gives the pty the terminal's settings and size, and follows window
+// resizes. The returned function stops the relay early and restores the
+// terminal; it is safe to call more than once.
+func Relay(master, in, out *os.File) (done <-chan struct{}, stop func(), err error) {
+	mfd, ifd, ofd := int(master.Fd()), int(in.Fd()), int(out.Fd())
+	orig, restore, err := rawTerminal(ifd)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The pty starts with the user's own settings (erase key, ...).
+	_ = unix.IoctlSetTermios(mfd, unix.TCSETS, orig)
+	copyWinsize(ifd, mfd)
+
+	wakeR, wakeW, err := os.Pipe()
+	if err != nil {
+		restore()
+		return nil, nil, err
+	}
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		defer wakeR.Close()
+		relayLoop(mfd, ifd, ofd, int(wakeR.Fd()), winch)
+	}()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		wakeW.Close()
+		<-finished
+		signal.Stop(winch)
+		restore()
+	}
+	return finished, stop, nil
+}
+
+// relayLoop moves bytes both ways with poll(2), so that no goroutine is
+// left blocked in a read of the user's terminal when the sandbox ends
+// (it would swallow the next key the user types in their shell).
+func relayLoop(mfd, ifd, ofd, wake int, winch <-chan os.Signal) {
+	buf := make([]byte, 32*1024)
+	inOpen := true
+	for {
+		select {
+		case <-winch:
+			copyWinsize(ifd, mfd)
+		default:
+		}
+		fds := []unix.PollFd{{Fd: int32(mfd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
+		if inOpen {
+			fds = append(fds, unix.PollFd{Fd: int32(ifd), Events: unix.POLLIN})
+		}
+		// A timeout so that SIGWINCH is seen even when nothing moves.
+		if _, err := unix.Poll(fds, 200); err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+		if fds[1].Revents != 0 {
+			// Asked to stop: flush what the sandbox has written.
+			drain(mfd, ofd, buf)
+			return
+		}
+		if fds[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
+			n, err := unix.Read(mfd, buf)
+			if n > 0 {
+				writeAll(ofd, buf[:n])
+			}
+			// EIO: every slave descriptor is closed, the sandbox is gone.
+			if n <= 0 && err != unix.EINTR && err != unix.EAGAIN {
+				return
+			}
+		}
+		if inOpen && fds[2].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
+			n, err := unix.Read(ifd, buf)
+			if n > 0 {
+				writeAll(mfd, buf[:n])
+			} else if err != unix.EINTR && err != unix.EAGAIN {
+				inOpen = false
+			}
+		}
+	}
+}
+
+func drain(mfd, ofd int, buf []byte) {
+	for {
+		fds := []unix.PollFd{{Fd: int32(mfd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(fds, 0); n <= 0 || fds[0].Revents&unix.POLLIN == 0 {
+			return
+		}
+		n, _ := unix.Read(mfd, buf)
+		if n <= 0 {
+			return
+		}
+		writeAll(ofd, buf[:n])
+	}
+}
+
+func writeAll(fd int, b []byte) {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		b = b[n:]
+	}
+}

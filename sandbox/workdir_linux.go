@@ -1,0 +1,144 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A work directory holds one sandbox's private state:
+//
+//	$TMPDIR/nbs-XXXXXX/   0700, owned by the sandbox user
+//	├── .lock             flock'ed by the nbs that owns it, for its whole life
+//	├── root/             becomes "/" (mount points only)
+//	├── build/            the copy of the kept directory, bound on /build
+//	└── tmp/              bound on /tmp
+//
+// The lock is how a later nbs knows that the owner is gone (killed with
+// SIGKILL, or the machine lost power) and the directory may be removed:
+// the kernel drops a flock when its holder dies.
+type workDir struct {
+	path string
+	lock *os.File
+}
+
+const workDirPrefix = "nbs-"
+
+func (w *workDir) root() string  { return filepath.Join(w.path, "root") }
+func (w *workDir) build() string { return filepath.Join(w.path, "build") }
+func (w *workDir) tmp() string   { return filepath.Join(w.path, "tmp") }
+
+// newWorkDir creates a locked work directory below base, owned by owner
+// when nbs runs as root.
+func newWorkDir(base string, owner *Owner) (*workDir, error) {
+	dir, err := os.MkdirTemp(base, workDirPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("create work directory: %w", err)
+	}
+	w := &workDir{path: dir}
+	fail := func(err error) (*workDir, error) {
+		w.remove()
+		return nil, err
+	}
+	w.lock, err = os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fail(fmt.Errorf("create lock: %w", err))
+	}
+	if err := unix.Flock(int(w.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail(fmt.Errorf("lock %s: %w", w.lock.Name(), err))
+	}
+	fmt.Fprintf(w.lock, "%d\n", os.Getpid())
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{w.root(), 0o755}, {w.tmp(), 0o1777}} {
+		if err := os.Mkdir(d.path, 0o700); err != nil {
+			return fail(fmt.Errorf("create %s: %w", d.path, err))
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return fail(err)
+		}
+	}
+	if owner != nil {
+		for _, p := range []string{dir, w.root(), w.tmp()} {
+			if err := os.Lchown(p, owner.UID, owner.GID); err != nil {
+				return fail(fmt.Errorf("chown %s: %w", p, err))
+			}
+		}
+	}
+	return w, nil
+}
+
+// remove deletes the work directory and releases its lock.
+func (w *workDir) remove() error {
+	err := RemoveTree(w.path)
+	if w.lock != nil {
+		w.lock.Close()
+	}
+	return err
+}
+
+// staleAge is how old an unlocked work directory without a lock file
+// must be before it counts as abandoned (nbs creates the lock right after
+// the directory).
+const staleAge = 10 * time.Minute
+
+// CleanStale removes work directories below base whose owner is gone: a
+// directory is taken only if we can lock its .lock, which the kernel
+// allows only after the nbs that held it has exited. It returns the
+// directories removed.
+func CleanStale(base string) ([]string, error) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), workDirPrefix) {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		if !ownedByUs(dir) {
+			continue
+		}
+		lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|syscall.O_NOFOLLOW, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			if info, err := os.Lstat(dir); err != nil || time.Since(info.ModTime()) < staleAge {
+				continue
+			}
+		} else if err != nil {
+			continue
+		} else {
+			err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if err != nil {
+				lock.Close()
+				continue // its nbs is still running
+			}
+			defer lock.Close()
+		}
+		if err := RemoveTree(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// ownedByUs: an ordinary user removes only their own directories; root
+// (sudo nbs, which hands the copy to the caller) may remove anyone's.
+func ownedByUs(dir string) bool {
+	info, err := os.Lstat(dir)
+	if err != nil {
+		return false
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return ok && (os.Geteuid() == 0 || int(st.Uid) == os.Geteuid())
+}

@@ -1,0 +1,89 @@
+# Derivations for nbs's end-to-end tests. They need no nixpkgs and no
+# network: the builder is a static bash from the host (Debian's
+# bash-static) and the tools are a static busybox (busybox-static), both
+# put into the store with builtins.path. Every failing build fails for
+# real, in Nix's real sandbox, in well under a second.
+#
+#   nix-build --keep-failed testdata/e2e -A fail --argstr nonce "$RANDOM"
+{ bash ? "/bin/bash-static"
+, busybox ? "/bin/busybox"
+  # Changes the derivations' hashes, so that tests running at the same
+  # time never share a build.
+, nonce ? ""
+}:
+let
+  system = builtins.currentSystem;
+  sh = builtins.path { path = /. + bash; name = "bash"; };
+  bb = builtins.path { path = /. + busybox; name = "busybox"; };
+
+  # A bin directory of busybox applets. busybox picks the applet from
+  # argv[0], hence `exec -a`.
+  tools = derivation {
+    name = "nbs-test-tools";
+    inherit system;
+    builder = sh;
+    args = [ "-c" ''
+      (exec -a mkdir ${bb} -p $out/bin) &&
+      (exec -a cp ${bb} ${bb} $out/bin/busybox) &&
+      $out/bin/busybox --install -s $out/bin
+    '' ];
+  };
+
+  # Like stdenv: run the script with PATH set, and write env-vars with
+  # `export -p` before the part that fails.
+  mk = name: script: derivation {
+    inherit name system nonce;
+    builder = sh;
+    PATH = "${tools}/bin";
+    SHELL = "${sh}";
+    args = [ "-c" ''
+      set -e
+      ${script}
+    '' ];
+  };
+in
+{
+  inherit tools;
+
+  # Fails with exit 3 after leaving files of every kind behind.
+  fail = mk "nbs-e2e-fail" ''
+    mkdir -p src/empty src/sub
+    echo hello > src/file.txt
+    chmod 0705 src/sub
+    echo '#!${sh}' > src/run.sh; chmod 0755 src/run.sh
+    ln -s file.txt src/link
+    ln -s /etc/passwd src/abs-link
+    mkfifo src/fifo
+    cd src
+    export -p > $NIX_BUILD_TOP/env-vars
+    echo "nbs-e2e: failing on purpose" >&2
+    exit 3
+  '';
+
+  # A second failure, for --keep-going and -A tests.
+  fail2 = mk "nbs-e2e-fail2" ''
+    echo second > second.txt
+    export -p > $NIX_BUILD_TOP/env-vars
+    exit 4
+  '';
+
+  # env-vars written 0600 for the build user, as recent nixpkgs does.
+  private = mk "nbs-e2e-private" ''
+    echo secret > data.txt
+    # stdenv: install -m 0600 /dev/null env-vars (busybox has no install)
+    (umask 077; : > $NIX_BUILD_TOP/env-vars)
+    export -p > $NIX_BUILD_TOP/env-vars
+    exit 5
+  '';
+
+  # Succeeds.
+  ok = mk "nbs-e2e-ok" ''
+    echo ok > $out
+  '';
+
+  # Takes long, for interruption tests.
+  slow = mk "nbs-e2e-slow" ''
+    export -p > $NIX_BUILD_TOP/env-vars
+    sleep 600
+  '';
+}
