@@ -249,7 +249,7 @@ func (p *envParser) statement() error {
 	if cmd != "declare" && cmd != "export" {
 		return p.errAt(start, "expected a declare or export line, found %q", p.restOfLine(start))
 	}
-	var flags string
+	exported, isArray := cmd == "export", false
 	for {
 		if p.pos >= len(p.data) || !isBlank(p.data[p.pos]) {
 			return p.errAt(start, "%s without a variable name", cmd)
@@ -269,9 +269,10 @@ func (p *envParser) statement() error {
 		if len(f) < 2 || strings.Trim(f[1:], allowed) != "" {
 			return p.errAt(fpos, "unsupported %s option %q", cmd, f)
 		}
-		flags += f[1:]
+		exported = exported || strings.Contains(f, "x")
+		isArray = isArray || strings.ContainsAny(f, "aA")
 	}
-	if cmd == "declare" && !strings.Contains(flags, "x") {
+	if !exported {
 		// export -p marks every line with -x; a declare without it is
 		// a shell variable, which the build's commands never saw.
 		return p.errAt(start, "declare without -x: not a line from export -p")
@@ -282,7 +283,6 @@ func (p *envParser) statement() error {
 		return p.errAt(npos, "invalid variable name %q", name)
 	}
 	v := Var{Name: name}
-	isArray := strings.ContainsAny(flags, "aA")
 	if p.pos < len(p.data) && p.data[p.pos] == '=' {
 		p.pos++
 		var err error

@@ -210,6 +210,17 @@ func chmod(path string, mode uint32) error {
 // bindOp binds op.Source on t, creating t as a directory or an empty file
 // to match the source (a bind needs a target of the same kind).
 func bindOp(t string, op Op) error {
+	if op.KeepSymlink {
+		if target, err := os.Readlink(op.Source); err == nil {
+			if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			if err := os.Symlink(target, t); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+			return nil
+		}
+	}
 	st, err := os.Stat(op.Source)
 	if err != nil {
 		if op.Optional && errors.Is(err, os.ErrNotExist) {

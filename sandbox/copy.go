@@ -82,7 +82,7 @@ func (e *UnreadableError) Error() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(quoteName(p))
+		b.WriteString(quoteName(shortPath(p)))
 	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, " (%v)", e.Err)
@@ -102,4 +102,17 @@ func quoteName(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+// shortPath keeps messages about entries deep down a tree readable.
+func shortPath(p string) string {
+	const max = 200
+	if len(p) <= max {
+		return p
+	}
+	tail := p[len(p)-max:]
+	if i := strings.IndexByte(tail, '/'); i >= 0 {
+		tail = tail[i+1:]
+	}
+	return ".../" + tail
 }

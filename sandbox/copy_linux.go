@@ -206,19 +206,6 @@ func readNames(fd int, buf []byte) ([]string, error) {
 	return names, nil
 }
 
-// shortPath keeps messages about entries deep down a tree readable.
-func shortPath(p string) string {
-	const max = 200
-	if len(p) <= max {
-		return p
-	}
-	tail := p[len(p)-max:]
-	if i := strings.IndexByte(tail, '/'); i >= 0 {
-		tail = tail[i+1:]
-	}
-	return ".../" + tail
-}
-
 // futimens sets the access and modification times of fd to those of st.
 // unix.UtimesNanoAt wants a path; utimensat with a NULL path is what
 // futimens(3) is in glibc and works on any kernel, unlike AT_EMPTY_PATH.

@@ -38,6 +38,9 @@ type Op struct {
 	// Optional skips a bind whose source does not exist (sandbox-paths'
 	// trailing "?").
 	Optional bool `json:"optional,omitempty"`
+	// KeepSymlink re-creates a source that is a symlink as a symlink
+	// instead of binding what it points to (Nix 2.22+ for store paths).
+	KeepSymlink bool `json:"keepSymlink,omitempty"`
 }
 
 func (o Op) String() string {
@@ -115,6 +118,10 @@ type PlanConfig struct {
 	StorePaths []string
 	// StoreDir is the store directory (/nix/store).
 	StoreDir string
+	// StoreDirSource is the host directory bound on StoreDir when
+	// StorePaths is set: writable, so that the build can create $out as
+	// in Nix, where the store dir is root:nixbld 01775.
+	StoreDirSource string
 	// KVM binds /dev/kvm.
 	KVM bool
 	// ShmSize is the size= option of /dev/shm (sandbox-dev-shm-size).
@@ -213,10 +220,10 @@ func NewPlan(c PlanConfig) []Op {
 	} else {
 		// Nix's store dir is root:nixbld 01775 so that $out can be
 		// created; inside our single-id map the nearest is a writable
-		// directory of our own.
-		ops = append(ops, Op{Kind: OpMkdir, Target: storeDir, Mode: 0o1775})
+		// directory of our own, which the input paths are bound into.
+		bind(Op{Source: c.StoreDirSource, Target: storeDir})
 		for _, p := range c.StorePaths {
-			bind(Op{Source: p, Target: p, Recursive: true, ReadOnly: true})
+			bind(Op{Source: p, Target: p, Recursive: true, ReadOnly: true, KeepSymlink: true})
 		}
 	}
 	for _, m := range c.Extra {
@@ -239,5 +246,8 @@ func NewPlan(c PlanConfig) []Op {
 		Op{Kind: OpChmod, Target: "/tmp", Mode: 0o1777},
 		Op{Kind: OpChmod, Target: "/etc", Mode: etcMode},
 	)
+	if c.StorePaths != nil {
+		ops = append(ops, Op{Kind: OpChmod, Target: storeDir, Mode: 0o1775})
+	}
 	return ops
 }

@@ -17,7 +17,7 @@ func TestNewPlanGolden(t *testing.T) {
 	}{
 		{"full-store", PlanConfig{BuildDir: "/tmp/nbs-1/build", TmpDir: "/tmp/nbs-1/tmp", Shell: "/nix/store/aaaa-bash/bin/bash", KVM: true}},
 		{"closure", PlanConfig{
-			BuildDir: "/tmp/nbs-1/build", TmpDir: "/tmp/nbs-1/tmp", SandboxBuildDir: "/build",
+			BuildDir: "/tmp/nbs-1/build", TmpDir: "/tmp/nbs-1/tmp", SandboxBuildDir: "/build", StoreDirSource: "/tmp/nbs-1/store",
 			StorePaths: []string{"/nix/store/bbbb-glibc", "/nix/store/aaaa-bash"},
 			ShmSize:    "25%", EtcMode: 0o755,
 			Extra: []PathMapping{{Target: "/bin/sh", Source: "/nix/store/aaaa-bash/bin/bash"}, {Target: "/etc/ssl", Source: "/etc/ssl", Optional: true}},
@@ -50,7 +50,7 @@ func TestNewPlanGolden(t *testing.T) {
 
 // TestNewPlanInvariants checks what must hold for any configuration.
 func TestNewPlanInvariants(t *testing.T) {
-	ops := NewPlan(PlanConfig{BuildDir: "/b", TmpDir: "/t", Shell: "/nix/store/x-bash", StorePaths: []string{"/nix/store/x-bash"}})
+	ops := NewPlan(PlanConfig{BuildDir: "/b", TmpDir: "/t", StoreDirSource: "/s", Shell: "/nix/store/x-bash", StorePaths: []string{"/nix/store/x-bash"}})
 	seen := map[string]bool{}
 	var lastBind string
 	mounted := false
@@ -67,7 +67,7 @@ func TestNewPlanInvariants(t *testing.T) {
 				t.Errorf("binds not sorted by target: %s after %s", op.Target, lastBind)
 			}
 			lastBind = op.Target
-			if strings.HasPrefix(op.Target, "/nix/store") && !op.ReadOnly {
+			if strings.HasPrefix(op.Target, "/nix/store/") && !op.ReadOnly {
 				t.Errorf("%s: store paths must be read-only", op)
 			}
 		case OpMount:

@@ -25,11 +25,17 @@ type Config struct {
 	Dir string
 	// Command runs in the sandbox; empty means an interactive shell.
 	Command []string
+	// Script, when set instead of Command, is shell code run by $SHELL
+	// after env-vars is sourced (nbs build --run).
+	Script string
 	// Keep keeps the copy after the sandbox ends.
 	Keep bool
-	// Drv is the failed derivation when known (nbs build); shown in the
-	// prompt.
+	// Drv is the failed derivation when known (nbs build); its inputs
+	// make the store view.
 	Drv string
+	// FullStore shows the whole host /nix read-only instead of the
+	// build's input closure.
+	FullStore bool
 
 	Stdin, Stdout, Stderr *os.File
 	Log                   *slog.Logger
@@ -147,6 +153,11 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		log.Warn("not copied (cannot be re-created): " + s)
 	}
 
+	facts := readHostFacts(ctx, log)
+	var storePaths []string
+	if !c.FullStore {
+		storePaths = storeView(ctx, c.Drv, ev, append(mappingSources(facts.extra), shell), log)
+	}
 	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
 	spec := &Spec{
 		Root: wd.root(),
@@ -155,20 +166,28 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 			SandboxBuildDir: sandboxBuildDir,
 			TmpDir:          wd.tmp(),
 			Shell:           shell,
+			StorePaths:      storePaths,
+			StoreDirSource:  wd.store(),
 			KVM:             hasKVM(),
+			ShmSize:         facts.shmSize,
+			EtcMode:         facts.etcMode,
+			Extra:           facts.extra,
 		}),
 		Env:        ev.Environ(),
 		Cwd:        sandboxBuildDir,
 		Hostname:   "localhost",
 		Domainname: "(none)",
 		TTY:        tty,
-		Seccomp:    &SeccompProfile{Fchmodat2: true, GetXattr: true},
-		NoNewPrivs: true,
+		Seccomp:    facts.seccomp,
+		NoNewPrivs: facts.noNewPrivs,
 	}
 	envFile := path.Join(sandboxBuildDir, "env-vars")
-	if len(c.Command) > 0 {
+	switch {
+	case c.Script != "":
+		spec.Argv = []string{shell, "-c", "source " + shQuote(envFile) + "\n" + c.Script}
+	case len(c.Command) > 0:
 		spec.Argv = append([]string{shell, "-c", "source " + shQuote(envFile) + `; exec "$@"`, "--"}, c.Command...)
-	} else {
+	default:
 		spec.Argv, spec.RC = interactiveShell(shell, envFile, promptName(c.Drv, ev))
 	}
 	for _, op := range spec.Mounts {
@@ -201,6 +220,91 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", ierr
 	}
 	return status, "", nil
+}
+
+// readHostFacts asks the local Nix for its version and settings; without
+// a usable nix, today's Nix defaults apply.
+func readHostFacts(ctx context.Context, log *slog.Logger) hostFacts {
+	v, settings := latest, nix.Settings{}
+	if h, err := nix.ReadHost(ctx); err != nil {
+		log.Debug("cannot ask nix for its settings; using defaults of Nix "+latest.String(), "err", err)
+	} else {
+		v, settings = h.Version, h.Settings
+		log.Debug("nix", "version", v.String())
+	}
+	f, errs := factsFor(v, settings)
+	for _, err := range errs {
+		log.Warn("ignoring a sandbox-paths entry", "err", err)
+	}
+	return f
+}
+
+func mappingSources(ms []PathMapping) []string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.Source)
+	}
+	return s
+}
+
+// storeView returns the store paths the sandbox shows, as Nix does: the
+// closure of the derivation's inputs (found from env-vars when nbs build
+// did not name it) plus that of the store paths in sandbox-paths. When
+// the derivation cannot be found, the closure of the store paths env-vars
+// mentions stands in; when no closure can be computed at all, nil (the
+// whole store, read-only) with a warning.
+func storeView(ctx context.Context, drvPath string, ev *nix.EnvVars, extra []string, log *slog.Logger) []string {
+	var d *nix.Derivation
+	var err error
+	if drvPath != "" {
+		d, err = nix.ReadDerivation(drvPath)
+	} else {
+		name, _ := ev.Get("name")
+		out, _ := ev.Get("out")
+		if name != "" && out != "" {
+			drvPath, d, err = nix.FindDerivation(nix.StoreDir, name, out)
+		} else {
+			err = errors.New("env-vars has no name and out")
+		}
+	}
+	var roots []string
+	if err == nil {
+		roots, err = d.InputPaths()
+	}
+	if err != nil {
+		log.Debug("derivation unknown; taking the store paths env-vars names", "err", err)
+		outputs := map[string]bool{}
+		names, ok := ev.Get("outputs")
+		if !ok {
+			names = "out"
+		}
+		for _, o := range strings.Fields(names) {
+			if p, ok := ev.Get(o); ok {
+				outputs[p] = true
+			}
+		}
+		for _, v := range ev.Vars {
+			for _, p := range nix.StorePathsIn(v.Value) {
+				if !outputs[p] {
+					roots = append(roots, p)
+				}
+			}
+		}
+	} else {
+		log.Debug("store view from the derivation's inputs", "drv", drvPath)
+	}
+	for _, p := range extra {
+		roots = append(roots, nix.StorePathsIn(p)...)
+	}
+	closure, err := nix.Requisites(ctx, nix.ExistingStorePaths(roots))
+	if err != nil {
+		log.Warn("cannot compute the build's input closure; showing the whole store read-only", "err", err)
+		return nil
+	}
+	if closure == nil {
+		closure = []string{}
+	}
+	return closure
 }
 
 // explainUnreadable says precisely why env-vars cannot be read: recent

@@ -18,7 +18,8 @@ import (
 //	├── .lock             flock'ed by the nbs that owns it, for its whole life
 //	├── root/             becomes "/" (mount points only)
 //	├── build/            the copy of the kept directory, bound on /build
-//	└── tmp/              bound on /tmp
+//	├── tmp/              bound on /tmp
+//	└── store/            bound on /nix/store, the input paths bound into it
 //
 // The lock is how a later nbs knows that the owner is gone (killed with
 // SIGKILL, or the machine lost power) and the directory may be removed:
@@ -33,6 +34,7 @@ const workDirPrefix = "nbs-"
 func (w *workDir) root() string  { return filepath.Join(w.path, "root") }
 func (w *workDir) build() string { return filepath.Join(w.path, "build") }
 func (w *workDir) tmp() string   { return filepath.Join(w.path, "tmp") }
+func (w *workDir) store() string { return filepath.Join(w.path, "store") }
 
 // newWorkDir creates a locked work directory below base, owned by owner
 // when nbs runs as root.
@@ -57,7 +59,7 @@ func newWorkDir(base string, owner *Owner) (*workDir, error) {
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
-	}{{w.root(), 0o755}, {w.tmp(), 0o1777}} {
+	}{{w.root(), 0o755}, {w.tmp(), 0o1777}, {w.store(), 0o1775}} {
 		if err := os.Mkdir(d.path, 0o700); err != nil {
 			return fail(fmt.Errorf("create %s: %w", d.path, err))
 		}
@@ -66,7 +68,7 @@ func newWorkDir(base string, owner *Owner) (*workDir, error) {
 		}
 	}
 	if owner != nil {
-		for _, p := range []string{dir, w.root(), w.tmp()} {
+		for _, p := range []string{dir, w.root(), w.tmp(), w.store()} {
 			if err := os.Lchown(p, owner.UID, owner.GID); err != nil {
 				return fail(fmt.Errorf("chown %s: %w", p, err))
 			}

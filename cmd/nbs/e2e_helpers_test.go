@@ -92,6 +92,7 @@ func requireRoot(t *testing.T) {
 type testUser struct {
 	name     string
 	uid, gid int
+	home     string
 }
 
 func unprivileged(t *testing.T) *testUser {
@@ -110,7 +111,7 @@ func unprivileged(t *testing.T) *testUser {
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		missing(t, "setpriv not found (util-linux)")
 	}
-	return &testUser{name: name, uid: uid, gid: gid}
+	return &testUser{name: name, uid: uid, gid: gid, home: u.HomeDir}
 }
 
 var nonceCounter atomic.Int64
@@ -169,11 +170,15 @@ func runNBS(t *testing.T, u *testUser, extraEnv []string, args ...string) result
 	os.Chmod(tmp, 0o1777)
 	t.Cleanup(func() { os.RemoveAll(tmp) })
 	argv := append([]string{nbsBin}, args...)
+	home := "/nonexistent"
 	if u != nil {
-		argv = append([]string{"setpriv", "--reuid=" + strconv.Itoa(u.uid), "--regid=" + strconv.Itoa(u.gid), "--clear-groups", "--"}, argv...)
+		// The user's own groups: Debian lets only nix-users reach the
+		// nix-daemon.
+		argv = append([]string{"setpriv", "--reuid=" + strconv.Itoa(u.uid), "--regid=" + strconv.Itoa(u.gid), "--init-groups", "--"}, argv...)
+		home = u.home
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=/nonexistent"}, extraEnv...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=" + home}, extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()

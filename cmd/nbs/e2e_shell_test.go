@@ -20,6 +20,12 @@ type runner struct {
 	env     []string
 	hostUID int // the host uid that sandbox uid 1000 maps to
 	hostGID int
+	// groups is what `id -G` prints inside. An unprivileged caller keeps
+	// its supplementary groups: the kernel lets no one drop them once
+	// setgroups is denied, and writing the gid map unprivileged requires
+	// denying it. They show as the overflow gid 65534 (bubblewrap has the
+	// same limitation). Root drops them before the clone, as Nix does.
+	groups string
 }
 
 func runners(t *testing.T) []runner {
@@ -27,18 +33,38 @@ func runners(t *testing.T) []runner {
 	requireUserNS(t)
 	u := unprivileged(t)
 	rs := []runner{
-		{name: "user", user: u, hostUID: u.uid, hostGID: u.gid},
-		{name: "sudo", env: []string{"SUDO_UID=" + strconv.Itoa(u.uid), "SUDO_GID=" + strconv.Itoa(u.gid), "SUDO_USER=" + u.name}, hostUID: u.uid, hostGID: u.gid},
+		{name: "user", user: u, hostUID: u.uid, hostGID: u.gid, groups: "100" + strings.Repeat(" 65534", supplementary(t, u))},
+		{name: "sudo", env: []string{"SUDO_UID=" + strconv.Itoa(u.uid), "SUDO_GID=" + strconv.Itoa(u.gid), "SUDO_USER=" + u.name}, hostUID: u.uid, hostGID: u.gid, groups: "100"},
 	}
 	if b, err := user.Lookup("nixbld1"); err == nil {
 		g, err := user.LookupGroup("nixbld")
 		if err == nil {
 			uid, _ := strconv.Atoi(b.Uid)
 			gid, _ := strconv.Atoi(g.Gid)
-			rs = append(rs, runner{name: "root", hostUID: uid, hostGID: gid})
+			rs = append(rs, runner{name: "root", hostUID: uid, hostGID: gid, groups: "100"})
 		}
 	}
 	return rs
+}
+
+// supplementary counts u's groups besides its primary one.
+func supplementary(t *testing.T, u *testUser) int {
+	t.Helper()
+	usr, err := user.LookupId(strconv.Itoa(u.uid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gids, err := usr.GroupIds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range gids {
+		if g != strconv.Itoa(u.gid) {
+			n++
+		}
+	}
+	return n
 }
 
 func (r runner) shell(t *testing.T, dir string, cmd ...string) result {
@@ -79,7 +105,7 @@ func TestShellAssignment(t *testing.T) {
 				{"uid_map", []string{"sh", "-c", "echo $(cat /proc/self/uid_map)"}, fmt.Sprintf("1000 %d 1\n", r.hostUID)},
 				{"gid_map", []string{"sh", "-c", "echo $(cat /proc/self/gid_map)"}, fmt.Sprintf("100 %d 1\n", r.hostGID)},
 				{"setgroups", []string{"cat", "/proc/self/setgroups"}, "deny\n"},
-				{"id", []string{"sh", "-c", "id -u; id -g; id -G"}, "1000\n100\n100\n"},
+				{"id", []string{"sh", "-c", "id -u; id -g; id -G"}, "1000\n100\n" + r.groups + "\n"},
 				// Test 3: UTS namespace.
 				{"hostname", []string{"hostname"}, "localhost\n"},
 				{"domainname", []string{"cat", "/proc/sys/kernel/domainname"}, "(none)\n"},
@@ -108,7 +134,12 @@ func TestShellAssignment(t *testing.T) {
 				{"build files", []string{"sh", "-c", "cat src/file.txt; readlink src/link; readlink src/abs-link; stat -c '%F %a' src/fifo src/sub src/run.sh; ls src/empty"},
 					"hello\nfile.txt\n/etc/passwd\nfifo 644\ndirectory 705\nregular file 755\n"},
 				{"bin sh", []string{"/bin/sh", "-c", "echo works"}, "works\n"},
-				{"store read-only", []string{"sh", "-c", "touch $SHELL 2>/dev/null || echo refused; mkdir /nix/store/x 2>/dev/null || echo refused"}, "refused\nrefused\n"},
+				// Issue 4: the store shows the input closure only, each
+				// path read-only; the store dir itself is writable (Nix:
+				// root:nixbld 01775) but private to the sandbox.
+				{"store read-only", []string{"sh", "-c", "touch $SHELL 2>/dev/null || echo refused; touch ${PATH%/bin}/new 2>/dev/null || echo refused"}, "refused\nrefused\n"},
+				{"store closure", []string{"sh", "-c", "ls /nix/store | sed 's/^[a-z0-9]*-//'; ls /nix"}, "bash\nnbs-test-tools\nstore\n"},
+				{"store dir", []string{"sh", "-c", "stat -c %a /nix/store; mkdir /nix/store/nbs-e2e-private-out && echo made"}, "1775\nmade\n"},
 				{"root read-only", []string{"sh", "-c", "touch /new 2>/dev/null || echo refused"}, "refused\n"},
 				{"tmp writable", []string{"sh", "-c", "echo x > /tmp/f && cat /tmp/f"}, "x\n"},
 				// Test 6: PID and IPC namespaces.
@@ -138,6 +169,11 @@ func TestShellAssignment(t *testing.T) {
 					if len(f) != 2 || f[1] == hostNS[f[0]] {
 						t.Errorf("namespace %q is the host's (%s)", line, hostNS[f[0]])
 					}
+				}
+			})
+			t.Run("store dir private", func(t *testing.T) {
+				if _, err := os.Stat("/nix/store/nbs-e2e-private-out"); err == nil {
+					t.Error("a directory made in the sandbox's /nix/store appeared in the host's store")
 				}
 			})
 			t.Run("command not found", func(t *testing.T) {

@@ -1,0 +1,66 @@
+package sandbox
+
+import (
+	"github.com/nix-build-shell/nbs/nix"
+)
+
+// hostFacts is what the sandbox takes from the Nix installed here: the
+// parts of Nix's sandbox that depend on its version and settings.
+type hostFacts struct {
+	seccomp    *SeccompProfile // nil: filter-syscalls = false
+	noNewPrivs bool            // !allow-new-privileges
+	etcMode    uint32
+	shmSize    string
+	extra      []PathMapping // sandbox-paths (extra-sandbox-paths is merged in by Nix)
+}
+
+// latest is assumed when no nix can be asked: today's Nix.
+var latest = nix.Version{Major: 2, Minor: 34, Patch: 0}
+
+// factsFor maps a Nix version and its settings to sandbox facts
+// (NIX-SANDBOX-HISTORY.md §3 and §4).
+func factsFor(v nix.Version, s nix.Settings) (hostFacts, []error) {
+	f := hostFacts{
+		noNewPrivs: !s.Bool("allow-new-privileges", false),
+		etcMode:    0o755,
+		shmSize:    s["sandbox-dev-shm-size"],
+	}
+	// /etc became 0555 in 2.14 (and in 2.12.1, 2.13.3–2.13.6).
+	if v.AtLeast(2, 14, 0) || v == (nix.Version{Major: 2, Minor: 12, Patch: 1}) ||
+		(v.Major == 2 && v.Minor == 13 && v.Patch >= 3) {
+		f.etcMode = 0o555
+	}
+	if s.Bool("filter-syscalls", true) {
+		f.seccomp = &SeccompProfile{
+			// fchmodat2: 2.22+, backported to 2.18.3–2.18.9.
+			Fchmodat2: v.AtLeast(2, 22, 0) || (v.Major == 2 && v.Minor == 18 && v.Patch >= 3),
+			GetXattr:  v.AtLeast(2, 24, 0),
+			ListXattr: v.AtLeast(2, 35, 0),
+		}
+	} else if !explicitNoNewPrivs(v) {
+		// Before the CVE-2026-39860 releases, no_new_privs came only
+		// with the filter (SCMP_FLTATR_CTL_NNP).
+		f.noNewPrivs = false
+	}
+	var errs []error
+	for _, p := range s.List("sandbox-paths") {
+		m, err := ParsePathMapping(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		f.extra = append(f.extra, m)
+	}
+	return f, errs
+}
+
+// explicitNoNewPrivs: 2.31.4+, 2.32.7+, 2.33.4+, 2.34.5+ and 2.35 call
+// prctl(PR_SET_NO_NEW_PRIVS) themselves.
+func explicitNoNewPrivs(v nix.Version) bool {
+	if v.Major != 2 || v.Minor >= 35 {
+		return v.AtLeast(2, 35, 0)
+	}
+	min := map[int]int{31: 4, 32: 7, 33: 4, 34: 5}
+	p, ok := min[v.Minor]
+	return ok && v.Patch >= p
+}
