@@ -107,7 +107,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	var chown *Owner
-	if os.Geteuid() == 0 {
+	if isHostRoot() {
 		chown = &owner
 		// Like Nix's helper before clone: root's supplementary groups
 		// must not reach the sandbox (they would grant access by group).
@@ -117,6 +117,11 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 
 	base := os.TempDir()
+	if chown != nil {
+		if err := reachable(base, owner); err != nil {
+			return 0, "", err
+		}
+	}
 	if removed, err := CleanStale(base); err != nil {
 		log.Warn("could not remove a stale copy", "err", err)
 	} else if len(removed) > 0 {
@@ -147,7 +152,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		if ierr := interrupted(); ierr != nil {
 			return 0, "", ierr
 		}
-		return 0, "", fmt.Errorf("copy %s: %w", buildDir, err)
+		return 0, "", err
 	}
 	for _, s := range report.Skipped {
 		log.Warn("not copied (cannot be re-created): " + s)
@@ -350,7 +355,7 @@ func userName(uid uint32) string {
 // caller; under sudo the user who ran sudo; as plain root a Nix build user
 // (like Nix itself) or nobody. The sandbox never runs as host root.
 func sandboxOwner() (Owner, error) {
-	if os.Geteuid() != 0 {
+	if !isHostRoot() {
 		return Owner{UID: os.Geteuid(), GID: os.Getegid()}, nil
 	}
 	if su, sg := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID"); su != "" && sg != "" {
@@ -370,6 +375,42 @@ func sandboxOwner() (Owner, error) {
 		}
 	}
 	return Owner{UID: 65534, GID: 65534}, nil
+}
+
+// reachable checks that the sandbox user can reach dir: as root nbs
+// creates the work directory there, and the sandbox, running as owner,
+// must be able to get to it.
+func reachable(dir string, owner Owner) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		info, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("work directory base %s: %w", dir, err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		m := info.Mode().Perm()
+		ok := m&0o001 != 0 || (int(st.Uid) == owner.UID && m&0o100 != 0) || (int(st.Gid) == owner.GID && m&0o010 != 0)
+		if !ok {
+			return fmt.Errorf("the sandbox runs as uid %d, which cannot reach %s (mode %#o) on the way to the work directory in %s; set TMPDIR to a directory it can reach, e.g. TMPDIR=/tmp", owner.UID, p, m, dir)
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+// isHostRoot reports whether nbs runs as the real root: uid 0 in the
+// initial user namespace. Root of a user namespace (unshare -r, a rootless
+// container) is an ordinary user to the kernel and is treated as one.
+func isHostRoot() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
 }
 
 // hasKVM: Nix binds /dev/kvm when the machine's system-features contain

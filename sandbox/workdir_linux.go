@@ -142,5 +142,5 @@ func ownedByUs(dir string) bool {
 		return false
 	}
 	st, ok := info.Sys().(*syscall.Stat_t)
-	return ok && (os.Geteuid() == 0 || int(st.Uid) == os.Geteuid())
+	return ok && (isHostRoot() || int(st.Uid) == os.Geteuid())
 }

@@ -49,7 +49,6 @@ pkgs.rustPlatform.buildRustPackage {
 
   meta = {
     description = "One-line weather report from wttr.in (a demo that fails to build)";
-    license = pkgs.lib.licenses.mit;
     platforms = pkgs.lib.platforms.unix;
   };
 }
