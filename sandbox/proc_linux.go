@@ -62,6 +62,9 @@ func execCommand(s *Spec) error {
 	if err := dropCapabilities(); err != nil {
 		return err
 	}
+	if err := resetSignals(); err != nil {
+		return err
+	}
 	err := unix.Exec(s.Argv[0], s.Argv, s.Env)
 	return fmt.Errorf("execve %s: %w", s.Argv[0], err)
 }
