@@ -69,6 +69,7 @@ modified.`,
 	root.SetOut(f.Stdout)
 	root.SetErr(f.Stderr)
 	root.AddCommand(newCmdShell(f, nil))
+	root.AddCommand(newCmdBuild(f, nil))
 	return root
 }
 

@@ -1,0 +1,343 @@
+package wrapper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options says which nix-build to run and with what.
+type Options struct {
+	Program string   // "nix-build" or "nix" (new CLI); path or name looked up in PATH
+	Args    []string // passed verbatim: build them with BuildArgs
+	Dir     string   // working directory (where ./result goes); "" = nbs's own
+	Env     []string // environment; nil = nbs's own
+	Stdin   io.Reader
+	Stdout  io.Writer // an *os.File is given to nix-build as it is
+	Stderr  io.Writer // shown unchanged; a terminal stays a terminal for nix-build (see Run)
+	// WatchDirs are build-dir roots to watch for new build directories
+	// (fallback discovery); see DefaultWatchDirs.
+	WatchDirs []string
+}
+
+// Result is how the build went.
+type Result struct {
+	ExitCode int       // nix-build's exit status (128+N if killed by signal N)
+	Failures []Failure // from the log scanner, cross-checked with the watcher
+	// Unmatched are kept directories the log named but could not tie to
+	// a derivation (Scanner.Unmatched).
+	Unmatched []string
+	Signal    os.Signal // non-nil if nbs got SIGINT/SIGTERM/SIGHUP during the build (forwarded to nix-build)
+}
+
+const (
+	// killGrace is how long nix-build has to stop after a forwarded signal
+	// (or ctx's end) before it gets SIGKILL. Nix stops its builders and
+	// exits within milliseconds of SIGINT.
+	killGrace = 3 * time.Second
+	// drainWait bounds the wait for the end of stderr after nix-build has
+	// exited: a process it left behind may hold the pipe open.
+	drainWait = time.Second
+)
+
+// Run runs opts.Program with opts.Args and returns its exit status and the
+// failed derivations. The error is non-nil only when the program could not
+// be started at all (not found: it wraps exec.ErrNotFound).
+//
+// nix-build shares nbs's terminal and process group, so a Ctrl-C at the
+// terminal reaches it directly. Meanwhile nbs catches SIGINT, SIGTERM and
+// SIGHUP, passes each on to nix-build (needed when it came from kill(1);
+// a second SIGINT is harmless to Nix, which only sets its interrupt flag),
+// waits for it to exit, SIGKILLs it after killGrace, and reports the signal
+// in Result.Signal. The end of ctx stops nix-build the same way (SIGTERM).
+//
+// stdout goes to nix-build directly. stderr is copied through as it is
+// read, byte for byte, while the scanner reads the same bytes. When
+// opts.Stderr is a terminal, nix-build's stderr is a pty in raw mode
+// (Linux) with the terminal's size, because Nix only draws colours and its
+// progress bar when isatty(2); the copy is then what nix-build would have
+// written to the terminal itself.
+func Run(ctx context.Context, opts Options) (Result, error) {
+	res := Result{ExitCode: -1}
+	path, err := exec.LookPath(opts.Program)
+	if err != nil {
+		return res, fmt.Errorf("find %s: %w", opts.Program, err)
+	}
+	if path, err = filepath.Abs(path); err != nil { // opts.Dir must not change which program runs
+		return res, fmt.Errorf("find %s: %w", opts.Program, err)
+	}
+	cmd := exec.Command(path, opts.Args...)
+	cmd.Args[0] = opts.Program
+	cmd.Dir, cmd.Env = opts.Dir, opts.Env
+	cmd.Stdin, cmd.Stdout = opts.Stdin, opts.Stdout
+
+	stderr := opts.Stderr
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	r, w, resize, err := stderrFor(stderr)
+	if err != nil {
+		return res, fmt.Errorf("set up stderr for %s: %w", opts.Program, err)
+	}
+	defer r.Close()
+	cmd.Stderr = w
+
+	watch := startWatch(opts.WatchDirs)
+	defer watch.stop()
+
+	// Catch the signals before nix-build exists, so none can kill nbs and
+	// leave it running.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	winch := make(chan os.Signal, 1)
+	if resize != nil {
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+	}
+
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return res, fmt.Errorf("start %s: %w", opts.Program, err)
+	}
+	w.Close() // nix-build has its own copy; EOF when it (and its children) close theirs
+
+	scanner := NewScanner()
+	copied := make(chan struct{})
+	go func() {
+		copyStream(r, stderr, scanner)
+		close(copied)
+	}()
+
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var kill <-chan time.Time
+	done := ctx.Done()
+	stop := func(sig os.Signal) {
+		if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			slog.Debug("signal nix-build", "signal", sig, "err", err)
+		}
+		if kill == nil {
+			kill = time.After(killGrace)
+		}
+	}
+wait:
+	for {
+		select {
+		case <-waited:
+			break wait
+		case sig := <-sigs:
+			if res.Signal == nil {
+				res.Signal = sig
+			}
+			stop(sig)
+		case <-done:
+			done = nil
+			stop(syscall.SIGTERM)
+		case <-kill:
+			slog.Debug("nix-build did not stop; killing it", "pid", cmd.Process.Pid)
+			cmd.Process.Kill()
+		case <-winch:
+			resize()
+		}
+	}
+	res.ExitCode = exitCode(cmd.ProcessState)
+
+	// Read what is left; a process nix-build left behind must not keep
+	// nbs waiting.
+	if err := r.SetReadDeadline(time.Now().Add(drainWait)); err != nil {
+		slog.Debug("stderr read deadline", "err", err)
+	}
+	<-copied
+
+	created := watch.stop()
+	res.Failures = scanner.Failures()
+	res.Unmatched = scanner.Unmatched()
+	crossCheck(res.Failures, created)
+	return res, nil
+}
+
+// copyStream copies r to w as it reads, each chunk as soon as it arrives
+// (no line buffering: progress redraws with "\r" show live), and lets s
+// scan the same bytes in parallel. It returns at EOF or a read error (EIO
+// from a pty whose other side is closed, a deadline); a failing w does
+// not stop the reading, so nix-build never blocks on a full pipe.
+func copyStream(r io.Reader, w io.Writer, s *Scanner) {
+	chunks := make(chan []byte, 64)
+	scanned := make(chan struct{})
+	go func() {
+		for c := range chunks {
+			s.Write(c)
+		}
+		s.Close()
+		close(scanned)
+	}()
+	buf := make([]byte, 32<<10)
+	wok := true
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if wok {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					slog.Debug("copy nix-build's stderr", "err", werr)
+					wok = false
+				}
+			}
+			chunks <- append([]byte(nil), buf[:n]...)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.EIO) {
+				slog.Debug("read nix-build's stderr", "err", err)
+			}
+			break
+		}
+	}
+	close(chunks)
+	<-scanned
+}
+
+// stderrFor makes nix-build's stderr: a pty when out is a terminal (and
+// this is Linux), else a pipe. r is nbs's end, w nix-build's; resize, when
+// not nil, copies out's window size to the pty again.
+func stderrFor(out io.Writer) (r, w *os.File, resize func(), err error) {
+	if f, ok := out.(*os.File); ok && isTerminal(f) {
+		r, w, err := openPTY()
+		if err == nil {
+			resize := func() { copyWinsize(f, r) }
+			resize()
+			return r, w, resize, nil
+		}
+		slog.Debug("no pty for nix-build's stderr; using a pipe", "err", err)
+	}
+	r, w, err = os.Pipe()
+	return r, w, nil, err
+}
+
+func exitCode(ps *os.ProcessState) int {
+	if ps == nil {
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// BuildArgs returns the arguments for program: the user's, with
+// --keep-failed added unless they gave --keep-failed, -K or a keep-failed
+// setting of their own (--option keep-failed …, --no-keep-failed). For the
+// new CLI (program "nix") it also adds "build" unless they gave it, and -L
+// (build logs, as nix-build shows them) unless they chose
+// -L/--print-build-logs/--no-print-build-logs or a --log-format. nbs's
+// additions come right after "build" (or first, for nix-build), so that
+// a "--" among the user's arguments still ends the options.
+func BuildArgs(program string, userArgs []string) []string {
+	flags := scanFlags(userArgs)
+	newCLI := filepath.Base(program) == "nix"
+	var add []string
+	if !flags.keepFailed {
+		add = append(add, "--keep-failed")
+	}
+	if newCLI && !flags.logs {
+		add = append(add, "-L")
+	}
+	out := make([]string, 0, len(userArgs)+len(add)+1)
+	switch {
+	case !newCLI:
+		out = append(append(out, add...), userArgs...)
+	case flags.build >= 0:
+		i := flags.build + 1
+		out = append(append(append(out, userArgs[:i]...), add...), userArgs[i:]...)
+	default:
+		out = append(append(append(out, "build"), add...), userArgs...)
+	}
+	return out
+}
+
+type userFlags struct {
+	keepFailed bool // the user decided about keep-failed
+	logs       bool // the user decided about build logs
+	build      int  // index of the "build" subcommand, or -1
+}
+
+// argsTaken is how many values an option of nix-build or nix takes
+// (settings given as --NAME VALUE included), so that a value such as
+// `--argstr x -K` is not read as a flag.
+var argsTaken = map[string]int{
+	"--arg": 2, "--argstr": 2, "--option": 2, "--arg-from-file": 2, "--arg-from-stdin": 1,
+	"-A": 1, "--attr": 1, "-I": 1, "--include": 1, "-o": 1, "--out-link": 1,
+	"-j": 1, "--max-jobs": 1, "--cores": 1, "--builders": 1, "--store": 1, "--eval-store": 1,
+	"--log-format": 1, "--max-silent-time": 1, "--timeout": 1, "-f": 1, "--file": 1,
+	"--expr": 1, "--profile": 1, "--override-input": 2, "--update-input": 1,
+	"--override-flake": 2, "--reference-lock-file": 1, "--output-lock-file": 1,
+	"--inputs-from": 1, "--extra-experimental-features": 1, "--experimental-features": 1,
+	"--substituters": 1, "--extra-substituters": 1, "--system": 1, "--drv-link": 1,
+}
+
+func scanFlags(args []string) userFlags {
+	f := userFlags{build: -1}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return f
+		case a == "--keep-failed" || a == "-K" || a == "--no-keep-failed":
+			f.keepFailed = true
+		case a == "--option" && i+1 < len(args) && strings.TrimPrefix(args[i+1], "extra-") == "keep-failed":
+			f.keepFailed = true
+		case a == "-L" || a == "--print-build-logs" || a == "--no-print-build-logs" ||
+			a == "--log-format" || strings.HasPrefix(a, "--log-format="):
+			f.logs = true
+		case a == "build" && f.build < 0:
+			f.build = i
+		case len(a) > 2 && a[0] == '-' && a[1] != '-' && isLetters(a[1:]):
+			// Nix expands "-vK" into "-v -K".
+			f.keepFailed = f.keepFailed || strings.Contains(a, "K")
+			f.logs = f.logs || strings.Contains(a, "L")
+		}
+		i += argsTaken[a]
+	}
+	return f
+}
+
+func isLetters(s string) bool {
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// DefaultWatchDirs returns the build-dir roots worth watching, existing
+// ones only, without duplicates: buildDir (Nix's build-dir setting, when
+// the caller knows it), this process's $TMPDIR, /tmp (the default TMPDIR
+// of a daemon), /nix/var/nix/builds (Nix 2.30+) and /nix/var/nix/b
+// (Lix 2.94+). A daemon's own TMPDIR cannot be known from here.
+func DefaultWatchDirs(buildDir string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, d := range []string{buildDir, os.TempDir(), "/tmp", "/nix/var/nix/builds", "/nix/var/nix/b"} {
+		if d == "" {
+			continue
+		}
+		d = filepath.Clean(d)
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			out = append(out, d)
+		}
+	}
+	return out
+}
