@@ -249,6 +249,11 @@ func bindOp(t string, op Op) error {
 	if err := mount(op.Source, t, "", flags, ""); err != nil {
 		return err
 	}
+	if op.Shared {
+		if err := mount("", t, "", unix.MS_SHARED, ""); err != nil {
+			return err
+		}
+	}
 	if op.ReadOnly {
 		return makeReadOnly(t, op.Recursive)
 	}

@@ -38,6 +38,9 @@ type Op struct {
 	// Optional skips a bind whose source does not exist (sandbox-paths'
 	// trailing "?").
 	Optional bool `json:"optional,omitempty"`
+	// Shared makes the bind a shared mount (MS_SHARED); mounts made
+	// below it later become shared too.
+	Shared bool `json:"shared,omitempty"`
 	// KeepSymlink re-creates a source that is a symlink as a symlink
 	// instead of binding what it points to (Nix 2.22+ for store paths).
 	KeepSymlink bool `json:"keepSymlink,omitempty"`
@@ -61,6 +64,9 @@ func (o Op) String() string {
 		}
 		if o.Optional {
 			fl = append(fl, "optional")
+		}
+		if o.Shared {
+			fl = append(fl, "shared")
 		}
 		s := fmt.Sprintf("bind %s on %s", o.Source, o.Target)
 		if len(fl) > 0 {
@@ -176,6 +182,8 @@ func NewPlan(c PlanConfig) []Op {
 	}
 
 	ops := []Op{
+		// Nix's chroot root is 0750 root:nixbld.
+		{Kind: OpChmod, Target: "/", Mode: 0o750},
 		{Kind: OpMkdir, Target: "/dev", Mode: 0o755},
 		{Kind: OpMkdir, Target: "/etc", Mode: 0o755},
 		{Kind: OpMkdir, Target: "/proc", Mode: 0o755},
@@ -221,7 +229,9 @@ func NewPlan(c PlanConfig) []Op {
 		// Nix's store dir is root:nixbld 01775 so that $out can be
 		// created; inside our single-id map the nearest is a writable
 		// directory of our own, which the input paths are bound into.
-		bind(Op{Source: c.StoreDirSource, Target: storeDir})
+		// Nix (2.4+) makes the store a shared mount, for recursive Nix;
+		// the inputs bound into it are shared with it.
+		bind(Op{Source: c.StoreDirSource, Target: storeDir, Shared: true})
 		for _, p := range c.StorePaths {
 			bind(Op{Source: p, Target: p, Recursive: true, ReadOnly: true, KeepSymlink: true})
 		}
@@ -241,7 +251,10 @@ func NewPlan(c PlanConfig) []Op {
 	ops = append(ops,
 		Op{Kind: OpMount, FSType: "proc", Target: "/proc"},
 		Op{Kind: OpMount, FSType: "tmpfs", Target: "/dev/shm", Data: "size=" + shm + ",mode=1777"},
-		Op{Kind: OpMount, FSType: "devpts", Target: "/dev/pts", Data: "newinstance,ptmxmode=0666,mode=0620"},
+		// As Nix: a new devpts instance, then ptmx opened up by chmod
+		// (its mount options keep ptmxmode=000).
+		Op{Kind: OpMount, FSType: "devpts", Target: "/dev/pts", Data: "newinstance,mode=0620"},
+		Op{Kind: OpChmod, Target: "/dev/pts/ptmx", Mode: 0o666},
 		Op{Kind: OpChmod, Target: buildDir, Mode: 0o700},
 		Op{Kind: OpChmod, Target: "/tmp", Mode: 0o1777},
 		Op{Kind: OpChmod, Target: "/etc", Mode: etcMode},
