@@ -102,10 +102,11 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		sandboxBuildDir = path.Clean(top)
 	}
 
-	owner, err := sandboxOwner()
+	owner, releaseOwner, err := sandboxOwner()
 	if err != nil {
 		return 0, "", err
 	}
+	defer releaseOwner()
 	var chown *Owner
 	if isHostRoot() {
 		chown = &owner
@@ -352,29 +353,79 @@ func userName(uid uint32) string {
 }
 
 // sandboxOwner picks the host user the sandbox user 1000 maps to: the
-// caller; under sudo the user who ran sudo; as plain root a Nix build user
-// (like Nix itself) or nobody. The sandbox never runs as host root.
-func sandboxOwner() (Owner, error) {
+// caller; under sudo the user who ran sudo; as plain root a free Nix
+// build user, or nobody. The sandbox never runs as host root. The
+// returned function releases what was taken.
+func sandboxOwner() (Owner, func(), error) {
+	none := func() {}
 	if !isHostRoot() {
-		return Owner{UID: os.Geteuid(), GID: os.Getegid()}, nil
+		return Owner{UID: os.Geteuid(), GID: os.Getegid()}, none, nil
 	}
 	if su, sg := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID"); su != "" && sg != "" {
 		uid, err1 := strconv.Atoi(su)
 		gid, err2 := strconv.Atoi(sg)
 		if err1 == nil && err2 == nil && uid != 0 {
-			return Owner{UID: uid, GID: gid}, nil
+			return Owner{UID: uid, GID: gid}, none, nil
 		}
 	}
-	if g, err := user.LookupGroup("nixbld"); err == nil {
-		if u, err := user.Lookup("nixbld1"); err == nil {
-			uid, _ := strconv.Atoi(u.Uid)
-			gid, _ := strconv.Atoi(g.Gid)
-			if uid != 0 {
-				return Owner{UID: uid, GID: gid}, nil
-			}
+	if o, release, ok := lockBuildUser("/nix/var/nix/userpool"); ok {
+		return o, release, nil
+	}
+	return Owner{UID: 65534, GID: 65534}, none, nil
+}
+
+// lockBuildUser takes a member of the nixbld group the way Nix's UserLock
+// does: by flock'ing userpool/<uid>. Nix kills every process of a build
+// user before it builds with it; holding the lock keeps Nix from picking
+// the user our sandbox runs as.
+func lockBuildUser(pool string) (Owner, func(), bool) {
+	g, err := user.LookupGroup("nixbld")
+	if err != nil {
+		return Owner{}, nil, false
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	members, err := groupMembers("/etc/group", "nixbld")
+	if err != nil {
+		return Owner{}, nil, false
+	}
+	for _, name := range members {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		if uid == 0 {
+			continue
+		}
+		if err := os.MkdirAll(pool, 0o755); err != nil {
+			return Owner{}, nil, false
+		}
+		f, err := os.OpenFile(filepath.Join(pool, u.Uid), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			continue
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		return Owner{UID: uid, GID: gid}, func() { f.Close() }, true
+	}
+	return Owner{}, nil, false
+}
+
+// groupMembers lists the members of group name in an /etc/group file.
+func groupMembers(path, name string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 4 && f[0] == name && f[3] != "" {
+			return strings.Split(f[3], ","), nil
 		}
 	}
-	return Owner{UID: 65534, GID: 65534}, nil
+	return nil, fmt.Errorf("group %s has no members in %s", name, path)
 }
 
 // reachable checks that the sandbox user can reach dir: as root nbs

@@ -20,6 +20,10 @@ type runner struct {
 	env     []string
 	hostUID int // the host uid that sandbox uid 1000 maps to
 	hostGID int
+	// buildUsers, for plain root, are the uids nbs may pick: any free
+	// member of nixbld (it locks one the way Nix does, so a concurrent
+	// build may have taken nixbld1).
+	buildUsers map[int]bool
 	// groups is what `id -G` prints inside. An unprivileged caller keeps
 	// its supplementary groups: the kernel lets no one drop them once
 	// setgroups is denied, and writing the gid map unprivileged requires
@@ -36,15 +40,39 @@ func runners(t *testing.T) []runner {
 		{name: "user", user: u, hostUID: u.uid, hostGID: u.gid, groups: "100" + strings.Repeat(" 65534", supplementary(t, u))},
 		{name: "sudo", env: []string{"SUDO_UID=" + strconv.Itoa(u.uid), "SUDO_GID=" + strconv.Itoa(u.gid), "SUDO_USER=" + u.name}, hostUID: u.uid, hostGID: u.gid, groups: "100"},
 	}
-	if b, err := user.Lookup("nixbld1"); err == nil {
-		g, err := user.LookupGroup("nixbld")
-		if err == nil {
-			uid, _ := strconv.Atoi(b.Uid)
-			gid, _ := strconv.Atoi(g.Gid)
-			rs = append(rs, runner{name: "root", hostUID: uid, hostGID: gid, groups: "100"})
+	if g, err := user.LookupGroup("nixbld"); err == nil {
+		gid, _ := strconv.Atoi(g.Gid)
+		users := map[int]bool{}
+		out, _ := exec.Command("getent", "group", "nixbld").Output()
+		if f := strings.Split(strings.TrimSpace(string(out)), ":"); len(f) == 4 {
+			for _, name := range strings.Split(f[3], ",") {
+				if u, err := user.Lookup(name); err == nil {
+					uid, _ := strconv.Atoi(u.Uid)
+					users[uid] = true
+				}
+			}
+		}
+		if len(users) > 0 {
+			rs = append(rs, runner{name: "root", hostUID: -1, hostGID: gid, groups: "100", buildUsers: users})
 		}
 	}
 	return rs
+}
+
+// uidMapOK checks a uid_map line ("1000 HOSTUID 1") against the runner.
+func (r runner) uidMapOK(line string) bool {
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != "1000" || f[2] != "1" {
+		return false
+	}
+	uid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return false
+	}
+	if r.buildUsers != nil {
+		return r.buildUsers[uid]
+	}
+	return uid == r.hostUID
 }
 
 // supplementary counts u's groups besides its primary one.
@@ -102,7 +130,6 @@ func TestShellAssignment(t *testing.T) {
 				{"env", []string{"sh", "-c", "echo $HOME $NIX_BUILD_TOP $PWD $name"}, "/homeless-shelter /build /build nbs-e2e-fail\n"},
 				{"cwd", []string{"pwd"}, "/build\n"},
 				// Test 2: user namespace.
-				{"uid_map", []string{"sh", "-c", "echo $(cat /proc/self/uid_map)"}, fmt.Sprintf("1000 %d 1\n", r.hostUID)},
 				{"gid_map", []string{"sh", "-c", "echo $(cat /proc/self/gid_map)"}, fmt.Sprintf("100 %d 1\n", r.hostGID)},
 				{"setgroups", []string{"cat", "/proc/self/setgroups"}, "deny\n"},
 				{"id", []string{"sh", "-c", "id -u; id -g; id -G"}, "1000\n100\n" + r.groups + "\n"},
@@ -159,6 +186,12 @@ func TestShellAssignment(t *testing.T) {
 					assertCleanTmp(t, res)
 				})
 			}
+			t.Run("uid_map", func(t *testing.T) {
+				res := r.shell(t, dir, "cat", "/proc/self/uid_map")
+				if res.code != 0 || !r.uidMapOK(res.stdout) {
+					t.Errorf("uid_map %q (status %d); want 1000 <%s's host uid> 1\n%s", res.stdout, res.code, r.name, res.stderr)
+				}
+			})
 			t.Run("namespaces", func(t *testing.T) {
 				res := r.shell(t, dir, "sh", "-c", "for n in mnt net uts ipc pid user; do echo $n $(readlink /proc/self/ns/$n); done")
 				if res.code != 0 {
