@@ -18,38 +18,6 @@ import (
 	"github.com/nix-build-shell/nbs/nix"
 )
 
-// Config is one request to enter a kept build directory.
-type Config struct {
-	// Dir is the kept directory as the user named it (or its parent
-	// where newer Nix nests it).
-	Dir string
-	// Command runs in the sandbox; empty means an interactive shell.
-	Command []string
-	// Script, when set instead of Command, is shell code run by $SHELL
-	// after env-vars is sourced (nbs build --run).
-	Script string
-	// Keep keeps the copy after the sandbox ends.
-	Keep bool
-	// Drv is the failed derivation when known (nbs build); its inputs
-	// make the store view.
-	Drv string
-	// FullStore shows the whole host /nix read-only instead of the
-	// build's input closure.
-	FullStore bool
-
-	Stdin, Stdout, Stderr *os.File
-	Log                   *slog.Logger
-}
-
-// SignalError says the sandbox was ended because nbs got a signal.
-type SignalError struct{ Signal syscall.Signal }
-
-func (e *SignalError) Error() string { return "interrupted by " + e.Signal.String() }
-
-// ErrUnreadable marks a kept directory the caller is not allowed to
-// read; `sudo nbs` is the way out.
-var ErrUnreadable = errors.New("kept build directory is not readable")
-
 // Enter copies the kept directory, runs the command (or an interactive
 // shell) in a re-created Nix sandbox over the copy, removes the copy
 // (with Keep, returns its path instead) and returns the command's exit status (128+N when it was killed by signal
