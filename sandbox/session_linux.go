@@ -132,6 +132,12 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if !c.FullStore {
 		storePaths = storeView(ctx, c.Drv, ev, append(mappingSources(facts.extra), shell), log)
 	}
+	// Fixed-output derivations keep the host's network in Nix (no
+	// network namespace) and see its resolv.conf, services and hosts.
+	_, fixedOutput := ev.Get("outputHash")
+	if fixedOutput {
+		log.Debug("fixed-output derivation: the sandbox shares the host's network, as in Nix")
+	}
 	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
 	spec := &Spec{
 		Root: wd.root(),
@@ -146,23 +152,25 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 			ShmSize:         facts.shmSize,
 			EtcMode:         facts.etcMode,
 			Extra:           facts.extra,
+			HostNetwork:     fixedOutput,
 		}),
-		Env:        ev.Environ(),
-		Cwd:        sandboxBuildDir,
-		Hostname:   "localhost",
-		Domainname: "(none)",
-		TTY:        tty,
-		Seccomp:    facts.seccomp,
-		NoNewPrivs: facts.noNewPrivs,
+		Env:         ev.Environ(),
+		Cwd:         sandboxBuildDir,
+		Hostname:    "localhost",
+		Domainname:  "(none)",
+		HostNetwork: fixedOutput,
+		TTY:         tty,
+		Seccomp:     facts.seccomp,
+		NoNewPrivs:  facts.noNewPrivs,
 	}
-	envFile := path.Join(sandboxBuildDir, "env-vars")
+	load := loadCommand(buildDir, sandboxBuildDir)
 	switch {
 	case c.Script != "":
-		spec.Argv = []string{shell, "-c", "source " + shQuote(envFile) + "\n" + c.Script}
+		spec.Argv = []string{shell, "-c", load + "\n" + c.Script}
 	case len(c.Command) > 0:
-		spec.Argv = append([]string{shell, "-c", "source " + shQuote(envFile) + `; exec "$@"`, "--"}, c.Command...)
+		spec.Argv = append([]string{shell, "-c", load + `; exec "$@"`, "--"}, c.Command...)
 	default:
-		spec.Argv, spec.RC = interactiveShell(shell, envFile, promptName(c.Drv, ev))
+		spec.Argv, spec.RC = interactiveShell(shell, load, sandboxBuildDir, promptName(c.Drv, ev))
 	}
 	for _, op := range spec.Mounts {
 		log.Debug("mount plan", "op", op.String())
@@ -441,9 +449,21 @@ func hasKVM() bool {
 	return err == nil
 }
 
+// loadCommand is the shell code that recreates the build's environment:
+// `source /build/env-vars`, preceded for structured-attrs builds by
+// .attrs.sh, the way nixpkgs' builders read it (NIX-SANDBOX-HISTORY.md
+// §7): the attributes first, then env-vars, which reflects later state.
+func loadCommand(hostBuildDir, buildDir string) string {
+	load := "source " + shQuote(path.Join(buildDir, "env-vars"))
+	if _, err := os.Lstat(filepath.Join(hostBuildDir, ".attrs.sh")); err == nil {
+		load = "source " + shQuote(path.Join(buildDir, ".attrs.sh")) + "; " + load
+	}
+	return load
+}
+
 // interactiveShell returns the argv (and the bash rc file) for an
 // interactive shell with env-vars sourced.
-func interactiveShell(shell, envFile, name string) ([]string, string) {
+func interactiveShell(shell, load, buildDir, name string) ([]string, string) {
 	prompt := `\[\e[1;32m\][nbs ` + name + `]\[\e[0m\] \w \$ `
 	if os.Getenv("NO_COLOR") != "" {
 		prompt = `[nbs ` + name + `] \w \$ `
@@ -451,13 +471,13 @@ func interactiveShell(shell, envFile, name string) ([]string, string) {
 	if strings.Contains(path.Base(shell), "bash") {
 		// Land in the directory the failing phase started in (env-vars'
 		// PWD), as far as it exists in the copy.
-		rc := "source " + shQuote(envFile) + "\n" +
-			"cd -- \"$PWD\" 2>/dev/null || cd " + shQuote(path.Dir(envFile)) + "\n" +
+		rc := load + "\n" +
+			"cd -- \"$PWD\" 2>/dev/null || cd " + shQuote(buildDir) + "\n" +
 			"PS1=" + shQuote(prompt) + "\n" +
 			"exec 3<&-\n"
 		return []string{shell, "--rcfile", "/dev/fd/3", "-i"}, rc
 	}
-	return []string{shell, "-c", ". " + shQuote(envFile) + `; exec "$0" -i`, shell}, ""
+	return []string{shell, "-c", load + `; exec "$0" -i`, shell}, ""
 }
 
 // promptName is the derivation's name for the prompt.

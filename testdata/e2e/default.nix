@@ -81,6 +81,36 @@ in
     echo ok > $out
   '';
 
+  # A fixed-output derivation: Nix gives it the host's network.
+  fod = derivation {
+    name = "nbs-e2e-fod";
+    inherit system nonce;
+    builder = sh;
+    PATH = "${tools}/bin";
+    SHELL = "${sh}";
+    outputHashMode = "flat";
+    outputHashAlgo = "sha256";
+    outputHash = "0000000000000000000000000000000000000000000000000000";
+    args = [ "-c" "export -p > $NIX_BUILD_TOP/env-vars; exit 6" ];
+  };
+
+  # Structured attrs: Nix writes .attrs.sh and .attrs.json, and the
+  # builder sources .attrs.sh as nixpkgs' builders do.
+  structured = derivation {
+    name = "nbs-e2e-structured";
+    inherit system nonce;
+    __structuredAttrs = true;
+    builder = sh;
+    args = [ "-c" ''
+      source .attrs.sh
+      export PATH="''${env[PATH]}" SHELL="''${env[SHELL]}"
+      export -p > $NIX_BUILD_TOP/env-vars
+      exit 8
+    '' ];
+    flags = [ "first" "second" ];
+    env = { PATH = "${tools}/bin"; SHELL = "${sh}"; };
+  };
+
   # Takes long, for interruption tests.
   slow = mk "nbs-e2e-slow" ''
     export -p > $NIX_BUILD_TOP/env-vars
