@@ -32,8 +32,12 @@ func factsFor(v nix.Version, s nix.Settings) (hostFacts, []error) {
 	}
 	if s.Bool("filter-syscalls", true) {
 		f.seccomp = &SeccompProfile{
-			// fchmodat2: 2.22+, backported to 2.18.3–2.18.9.
-			Fchmodat2: v.AtLeast(2, 22, 0) || (v.Major == 2 && v.Minor == 18 && v.Patch >= 3),
+			// fchmodat2 came to Nix in 2.22 (and 2.18.3–2.18.9). Older
+			// releases let a build make set-id files through it on
+			// kernels ≥ 6.6; nbs closes that hole whatever the version:
+			// no build needs it, and a fidelity to a security bug
+			// helps no one.
+			Fchmodat2: true,
 			GetXattr:  v.AtLeast(2, 24, 0),
 			ListXattr: v.AtLeast(2, 35, 0),
 		}

@@ -16,17 +16,18 @@ func TestFactsFor(t *testing.T) {
 		etc      uint32
 		extraLen int
 	}{
-		{"2.8.0", def, &SeccompProfile{}, true, 0o755, 0},
-		{"2.13.3", def, &SeccompProfile{}, true, 0o555, 0},
+		// fchmodat2 is filtered for every version (see factsFor).
+		{"2.8.0", def, &SeccompProfile{Fchmodat2: true}, true, 0o755, 0},
+		{"2.13.3", def, &SeccompProfile{Fchmodat2: true}, true, 0o555, 0},
 		{"2.18.4", def, &SeccompProfile{Fchmodat2: true}, true, 0o555, 0},
-		{"2.20.0", def, &SeccompProfile{}, true, 0o555, 0},
+		{"2.20.0", def, &SeccompProfile{Fchmodat2: true}, true, 0o555, 0},
 		{"2.24.0", def, &SeccompProfile{Fchmodat2: true, GetXattr: true}, true, 0o555, 0},
 		{"2.34.0", nix.Settings{"sandbox-paths": "/bin/sh=/nix/store/x-busybox/bin/busybox /etc/ssl?"}, &SeccompProfile{Fchmodat2: true, GetXattr: true}, true, 0o555, 2},
 		{"2.35.1", def, &SeccompProfile{Fchmodat2: true, GetXattr: true, ListXattr: true}, true, 0o555, 0},
 		{"2.8.0", nix.Settings{"filter-syscalls": "false"}, nil, false, 0o755, 0},
 		{"2.34.5", nix.Settings{"filter-syscalls": "false"}, nil, true, 0o555, 0},
 		{"2.34.4", nix.Settings{"filter-syscalls": "false"}, nil, false, 0o555, 0},
-		{"2.8.0", nix.Settings{"allow-new-privileges": "true"}, &SeccompProfile{}, false, 0o755, 0},
+		{"2.8.0", nix.Settings{"allow-new-privileges": "true"}, &SeccompProfile{Fchmodat2: true}, false, 0o755, 0},
 	}
 	for _, c := range cases {
 		v, err := nix.ParseVersion(c.v)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,8 +82,18 @@ func Relay(master, in, out *os.File) (done <-chan struct{}, stop func(), err err
 			return
 		}
 		stopped = true
+		// The sandbox has ended: the relay ends by itself once the
+		// master has handed over everything the sandbox wrote (then
+		// read returns EIO). Cutting it short here would lose output
+		// still in the pty's buffers; the deadline only guards against
+		// a slave descriptor kept open somewhere.
+		select {
+		case <-finished:
+		case <-time.After(2 * time.Second):
+			wakeW.Close()
+			<-finished
+		}
 		wakeW.Close()
-		<-finished
 		signal.Stop(winch)
 		restore()
 	}
