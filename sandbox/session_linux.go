@@ -62,8 +62,10 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if err != nil {
 		return 0, "", fmt.Errorf("%s: %w", envPath, err)
 	}
-	if _, err := os.Stat(shell); err != nil {
+	if st, err := os.Stat(shell); err != nil {
 		return 0, "", fmt.Errorf("%s: SHELL is %s, which does not exist on this machine (garbage-collected? rebuild the derivation to get it back): %w", envPath, shell, err)
+	} else if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return 0, "", fmt.Errorf("%s: SHELL is %s, which is not an executable file", envPath, shell)
 	}
 	sandboxBuildDir := "/build"
 	if top, ok := ev.Get("NIX_BUILD_TOP"); ok && path.IsAbs(top) && path.Clean(top) != "/" {
