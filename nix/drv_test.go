@@ -2,8 +2,11 @@ package nix
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,18 +127,8 @@ func compareWithNix(t *testing.T, drvPath string) {
 	if err != nil {
 		t.Skipf("nix show-derivation: %v", err)
 	}
-	var shown map[string]struct {
-		Outputs map[string]struct {
-			Path, HashAlgo, Hash string
-		}
-		InputSrcs []string
-		InputDrvs map[string][]string
-		System    string
-		Builder   string
-		Args      []string
-		Env       map[string]string
-	}
-	if err := json.Unmarshal(js, &shown); err != nil {
+	shown, err := parseShownDerivations(js)
+	if err != nil {
 		t.Fatal(err)
 	}
 	n := shown[drvPath]
@@ -160,6 +153,108 @@ func compareWithNix(t *testing.T, drvPath string) {
 	for in := range d.InputDrvs {
 		compareWithNix(t, in)
 	}
+}
+
+// shownDerivation is one derivation as `nix show-derivation` printed it
+// up to format version 3.
+type shownDerivation struct {
+	Outputs map[string]struct {
+		Path, HashAlgo, Hash string
+	}
+	InputSrcs []string
+	InputDrvs map[string][]string
+	System    string
+	Builder   string
+	Args      []string
+	Env       map[string]string
+}
+
+// parseShownDerivations reads `nix derivation show` output: a map from
+// .drv path to derivation in older Nix (2.8), or, in format version 4
+// (Nix 2.34), {"derivations": {NAME.drv: …}, "version": 4}, with store
+// paths as base names, the inputs under "inputs", and fixed outputs as
+// {"method", "hash" (SRI)} without their path. Version 4 is turned into
+// the older shape.
+func parseShownDerivations(js []byte) (map[string]shownDerivation, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(js, &top); err != nil {
+		return nil, err
+	}
+	if _, ok := top["derivations"]; !ok {
+		var shown map[string]shownDerivation
+		err := json.Unmarshal(js, &shown)
+		return shown, err
+	}
+	var v4 struct {
+		Version     int
+		Derivations map[string]struct {
+			Outputs map[string]struct{ Path, Method, Hash string }
+			Inputs  struct {
+				Srcs []string
+				Drvs map[string]struct{ Outputs []string }
+			}
+			System  string
+			Builder string
+			Args    []string
+			Env     map[string]string
+		}
+	}
+	if err := json.Unmarshal(js, &v4); err != nil {
+		return nil, err
+	}
+	if v4.Version != 4 {
+		return nil, fmt.Errorf("nix derivation show: format version %d, this test knows 4", v4.Version)
+	}
+	full := func(p string) string {
+		if p == "" || strings.HasPrefix(p, "/") {
+			return p
+		}
+		return "/nix/store/" + p
+	}
+	shown := map[string]shownDerivation{}
+	for name, d := range v4.Derivations {
+		s := shownDerivation{
+			Outputs:   map[string]struct{ Path, HashAlgo, Hash string }{},
+			InputDrvs: map[string][]string{},
+			System:    d.System,
+			Builder:   d.Builder,
+			Args:      d.Args,
+			Env:       d.Env,
+		}
+		for _, p := range d.Inputs.Srcs {
+			s.InputSrcs = append(s.InputSrcs, full(p))
+		}
+		for p, in := range d.Inputs.Drvs {
+			s.InputDrvs[full(p)] = in.Outputs
+		}
+		for o, out := range d.Outputs {
+			var algo, hash string
+			if out.Hash != "" {
+				a, b64, ok := strings.Cut(out.Hash, "-")
+				raw, err := base64.StdEncoding.DecodeString(b64)
+				if !ok || err != nil {
+					return nil, fmt.Errorf("%s: output %s: hash %q is not SRI", name, o, out.Hash)
+				}
+				algo, hash = a, hex.EncodeToString(raw)
+				switch out.Method {
+				case "flat":
+				case "nar":
+					algo = "r:" + algo
+				default:
+					algo = out.Method + ":" + algo
+				}
+			}
+			path := full(out.Path)
+			if path == "" {
+				// Fixed outputs' paths are not shown; the
+				// environment has them.
+				path = d.Env[o]
+			}
+			s.Outputs[o] = struct{ Path, HashAlgo, Hash string }{path, algo, hash}
+		}
+		shown[full(name)] = s
+	}
+	return shown, nil
 }
 
 func TestParseDerivation(t *testing.T) {

@@ -236,8 +236,12 @@ func NewPlan(c PlanConfig) []Op {
 			bind(Op{Source: p, Target: p, Recursive: true, ReadOnly: true, KeepSymlink: true})
 		}
 	}
+	// sandbox-paths are host files and directories. Nix binds them
+	// read-write and relies on their owner (host root, unmapped inside);
+	// nbs binds them read-only, so that not even a nested user namespace
+	// inside could remount them writable.
 	for _, m := range c.Extra {
-		bind(Op{Source: m.Source, Target: m.Target, Optional: m.Optional, Recursive: true, ReadOnly: strings.HasPrefix(m.Target, storeDir+"/")})
+		bind(Op{Source: m.Source, Target: m.Target, Optional: m.Optional, Recursive: true, ReadOnly: true})
 	}
 	targets := make([]string, 0, len(binds))
 	for t := range binds {

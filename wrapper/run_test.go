@@ -494,6 +494,22 @@ func newNixTest(t *testing.T) *nixTest {
 	return &nixTest{nixBuild: p, expr: expr, nonce: "nbs" + hex.EncodeToString(b), dir: t.TempDir()}
 }
 
+// keptWhereNixKeepsIt: Nix keeps a failed build's directory in the
+// TMPDIR it runs with up to 2.29 (nested as …/build from 2.24), and under
+// /nix/var/nix/builds from 2.30.
+func (n *nixTest) keptWhereNixKeepsIt(dir string) bool {
+	return strings.HasPrefix(dir, n.dir+"/") || strings.HasPrefix(dir, "/nix/var/nix/builds/")
+}
+
+// removeKept removes a kept build directory and, where Nix nests it
+// (…/nix-PID-N/build), the then empty directory holding it.
+func removeKept(dir string) {
+	os.RemoveAll(dir)
+	if filepath.Base(dir) == "build" && strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "nix-") {
+		os.Remove(filepath.Dir(dir))
+	}
+}
+
 func (n *nixTest) options(attr string, stderr io.Writer) Options {
 	return Options{
 		Program:   n.nixBuild,
@@ -537,12 +553,12 @@ func TestRunNixBuildFailure(t *testing.T) {
 		t.Fatalf("Failures = %+v, want one", res.Failures)
 	}
 	f := res.Failures[0]
-	t.Cleanup(func() { os.RemoveAll(f.KeptDir) })
+	t.Cleanup(func() { removeKept(f.KeptDir) })
 	if !strings.HasSuffix(f.Drv, "-nbs-wrapper-bad.drv") || f.ExitCode != 3 || f.Builder != "" {
 		t.Errorf("Failure = %+v", f)
 	}
-	if !strings.HasPrefix(f.KeptDir, n.dir+"/") {
-		t.Errorf("KeptDir %q is not in TMPDIR %s", f.KeptDir, n.dir)
+	if !n.keptWhereNixKeepsIt(f.KeptDir) {
+		t.Errorf("KeptDir %q is neither in TMPDIR %s nor in /nix/var/nix/builds", f.KeptDir, n.dir)
 	}
 	if name := keptName(f.KeptDir); name != "nbs-wrapper-bad" {
 		t.Errorf("env-vars in %s names %q", f.KeptDir, name)
@@ -609,7 +625,7 @@ func TestRunNixBuildInterrupt(t *testing.T) {
 		t.Errorf("Signal %v, ExitCode %d; want SIGINT and a failure", res.Signal, res.ExitCode)
 	}
 	for _, f := range res.Failures {
-		t.Cleanup(func() { os.RemoveAll(f.KeptDir) })
+		t.Cleanup(func() { removeKept(f.KeptDir) })
 	}
 	// nix-build kills its builder as it exits; give the kernel a moment.
 	deadline := time.Now().Add(2 * time.Second)
@@ -665,8 +681,8 @@ func TestRunNixTerminal(t *testing.T) {
 		t.Fatalf("Failures = %+v", res.Failures)
 	}
 	f := res.Failures[0]
-	t.Cleanup(func() { os.RemoveAll(f.KeptDir) })
-	if f.ExitCode != 3 || !strings.HasPrefix(f.KeptDir, n.dir+"/") {
+	t.Cleanup(func() { removeKept(f.KeptDir) })
+	if f.ExitCode != 3 || !n.keptWhereNixKeepsIt(f.KeptDir) {
 		t.Errorf("Failure = %+v", f)
 	}
 	if !strings.Contains(shown.String(), "\x1b[31;1merror:") {

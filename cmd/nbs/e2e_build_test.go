@@ -61,7 +61,7 @@ func keptDirsIn(stderr string) []string {
 func cleanupKept(t *testing.T, stderr string) {
 	t.Cleanup(func() {
 		for _, d := range keptDirsIn(stderr) {
-			os.RemoveAll(d)
+			removeKept(d)
 		}
 	})
 }

@@ -140,10 +140,20 @@ func buildFailure(t *testing.T, attr string) string {
 	dir := m[1]
 	t.Cleanup(func() {
 		if os.Geteuid() == 0 {
-			os.RemoveAll(dir)
+			removeKept(dir)
 		}
 	})
 	return dir
+}
+
+// removeKept removes a kept build directory and, where newer Nix nests it
+// (/nix/var/nix/builds/nix-PID-N/build), the directory holding it once
+// that is empty.
+func removeKept(dir string) {
+	os.RemoveAll(dir)
+	if filepath.Base(dir) == "build" && strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "nix-") {
+		os.Remove(filepath.Dir(dir))
+	}
 }
 
 func e2eNix(t *testing.T) string {

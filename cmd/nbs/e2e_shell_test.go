@@ -167,7 +167,7 @@ func TestShellAssignment(t *testing.T) {
 				// path read-only; the store dir itself is writable (Nix:
 				// root:nixbld 01775) but private to the sandbox.
 				{"store read-only", []string{"sh", "-c", "touch $SHELL 2>/dev/null || echo refused; touch ${PATH%/bin}/new 2>/dev/null || echo refused"}, "refused\nrefused\n"},
-				{"store closure", []string{"sh", "-c", "ls /nix/store | sed 's/^[a-z0-9]*-//'; ls /nix"}, "bash\nnbs-test-tools\nstore\n"},
+				{"store closure", []string{"sh", "-c", "ls /nix/store | sed 's/^[a-z0-9]*-//' | sort; ls /nix"}, "bash\nnbs-test-tools\nstore\n"},
 				{"store dir", []string{"sh", "-c", "stat -c %a /nix/store; mkdir /nix/store/nbs-e2e-private-out && echo made"}, "1775\nmade\n"},
 				{"root read-only", []string{"sh", "-c", "touch /new 2>/dev/null || echo refused"}, "refused\n"},
 				{"tmp writable", []string{"sh", "-c", "echo x > /tmp/f && cat /tmp/f"}, "x\n"},
