@@ -64,7 +64,7 @@ func seccompArches(goarch string) ([]seccompArch, error) {
 	case "arm64":
 		return []seccompArch{archAarch64, archARM}, nil
 	}
-	return nil, fmt.Errorf("no seccomp filter for %s: nbs knows the syscall numbers of amd64 and arm64 (use --no-seccomp)", goarch)
+	return nil, fmt.Errorf("no seccomp filter for %s: nbs knows the syscall numbers of amd64 and arm64 (set filter-syscalls = false in nix.conf to run without one)", goarch)
 }
 
 func (a seccompArch) rules(p SeccompProfile) []seccompRule {
