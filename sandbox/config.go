@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"syscall"
+
+	"github.com/nix-build-shell/nbs/sandbox/diff"
 )
 
 // Config is one request to enter a kept build directory.
@@ -25,6 +27,18 @@ type Config struct {
 	// FullStore shows the whole host /nix read-only instead of the
 	// build's input closure.
 	FullStore bool
+	// With are store paths (or paths inside them) added to the sandbox
+	// with their closure, read-only, their bin/ directories put first
+	// in PATH after env-vars is sourced: tools to debug with (gdb,
+	// strace, an editor) that the build itself did not have.
+	With []string
+
+	// Progress, when set, is told how the copy of the kept directory
+	// advances (see CopyOptions.Progress).
+	Progress func(CopyProgress)
+	// Changed, when set, is called after the sandbox has ended normally
+	// if files in the copy of /build differ from the kept directory.
+	Changed func(diff.Summary)
 
 	Stdin, Stdout, Stderr *os.File
 	Log                   *slog.Logger

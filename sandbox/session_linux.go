@@ -16,13 +16,15 @@ import (
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/diff"
 )
 
 // Enter copies the kept directory, runs the command (or an interactive
-// shell) in a re-created Nix sandbox over the copy, removes the copy
-// (with Keep, returns its path instead) and returns the command's exit status (128+N when it was killed by signal
-// N). SIGINT, SIGTERM and SIGHUP end the sandbox and return a
-// *SignalError.
+// shell) in a re-created Nix sandbox over the copy, tells c.Changed what
+// changed in the copy, removes the copy (with Keep, returns its path
+// instead) and returns the command's exit status (128+N when it was
+// killed by signal N). SIGINT, SIGTERM and SIGHUP end the sandbox and
+// return a *SignalError.
 func Enter(ctx context.Context, c Config) (status int, keptCopy string, err error) {
 	log := c.Log
 	if log == nil {
@@ -71,6 +73,10 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if top, ok := ev.Get("NIX_BUILD_TOP"); ok && path.IsAbs(top) && path.Clean(top) != "/" {
 		sandboxBuildDir = path.Clean(top)
 	}
+	tools, err := toolPaths(c.With)
+	if err != nil {
+		return 0, "", err
+	}
 
 	owner, releaseOwner, err := sandboxOwner()
 	if err != nil {
@@ -104,9 +110,13 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	defer func() {
 		if c.Keep && err == nil {
-			keptCopy = wd.build()
-			wd.lock.Close()
-			return
+			// Marked before the lock is let go, so that no later nbs
+			// takes it for an abandoned one.
+			if err = writeOrigin(wd.path, CanonicalDir(buildDir), chown); err == nil {
+				keptCopy = wd.build()
+				wd.lock.Close()
+				return
+			}
 		}
 		if rerr := wd.remove(); rerr != nil && err == nil {
 			err = fmt.Errorf("remove copy %s: %w", wd.path, rerr)
@@ -114,10 +124,12 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}()
 
 	log.Debug("copying kept directory", "from", buildDir, "to", wd.build())
-	report, err := CopyTree(ctx, buildDir, wd.build(), CopyOptions{Chown: chown})
+	report, err := CopyTree(ctx, buildDir, wd.build(), CopyOptions{Chown: chown, Progress: c.Progress})
 	var unreadable *UnreadableError
+	var notCopied []string
 	switch {
 	case errors.As(err, &unreadable):
+		notCopied = unreadable.Paths
 		log.Warn(err.Error() + "; they are missing from /build (run nbs with sudo to copy them)")
 	case err != nil:
 		if ierr := interrupted(); ierr != nil {
@@ -132,7 +144,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	facts := readHostFacts(ctx, log)
 	var storePaths []string
 	if !c.FullStore {
-		storePaths = storeView(ctx, c.Drv, ev, append(mappingSources(facts.extra), shell), log)
+		storePaths = storeView(ctx, c.Drv, ev, append(mappingSources(facts.extra), shell), tools, log)
 	}
 	// Fixed-output derivations keep the host's network in Nix (no
 	// network namespace) and see its resolv.conf, services and hosts.
@@ -166,13 +178,34 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		NoNewPrivs:  facts.noNewPrivs,
 	}
 	load := loadCommand(buildDir, sandboxBuildDir)
+	toolsPath := toolsPATH(tools)
+	if len(tools) > 0 {
+		log.Debug("tools added to the sandbox and PATH", "paths", strings.Join(tools, " "))
+	}
+	withTools := load
+	if toolsPath != "" {
+		withTools += "; " + toolsPath
+	}
 	switch {
 	case c.Script != "":
-		spec.Argv = []string{shell, "-c", load + "\n" + c.Script}
+		spec.Argv = []string{shell, "-c", withTools + "\n" + c.Script}
 	case len(c.Command) > 0:
-		spec.Argv = append([]string{shell, "-c", load + `; exec "$@"`, "--"}, c.Command...)
+		spec.Argv = append([]string{shell, "-c", withTools + `; exec "$@"`, "--"}, c.Command...)
 	default:
-		spec.Argv, spec.RC = interactiveShell(shell, load, sandboxBuildDir, promptName(c.Drv, ev))
+		rc := rcConfig{
+			shell:    shell,
+			load:     load,
+			tools:    toolsPath,
+			buildDir: sandboxBuildDir,
+			name:     promptName(c.Drv, ev),
+			color:    os.Getenv("NO_COLOR") == "",
+		}
+		if setup, ok := stdenvSetup(ev); ok {
+			rc.stdenvSetup = setup
+			rc.phases = stdenvPhases(ev)
+			log.Debug("stdenv: the shell sources its setup", "setup", setup)
+		}
+		spec.Argv, spec.RC = interactiveShell(rc)
 	}
 	for _, op := range spec.Mounts {
 		log.Debug("mount plan", "op", op.String())
@@ -203,7 +236,27 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if ierr := interrupted(); ierr != nil {
 		return 0, "", ierr
 	}
+	if c.Changed != nil {
+		reportChanges(buildDir, wd.build(), notCopied, c.Changed, log)
+	}
 	return status, "", nil
+}
+
+// reportChanges compares the copy with the kept directory and tells
+// changed what differs, if anything. Entries the copy could not include
+// are not counted as removed. A comparison that fails (the sandbox may
+// have made a directory unreadable) is only a debug message: the
+// session itself went well.
+func reportChanges(kept, copy string, notCopied []string, changed func(diff.Summary), log *slog.Logger) {
+	cs, err := diff.Trees(kept, copy, diff.Options{Ignore: notCopied})
+	if err != nil {
+		log.Debug("cannot compare /build with the kept directory", "err", err)
+		return
+	}
+	if s := diff.Summarize(cs); !s.Empty() {
+		log.Debug("/build changed", "summary", s.String())
+		changed(s)
+	}
 }
 
 // readHostFacts asks the local Nix for its version and settings; without
@@ -236,8 +289,9 @@ func mappingSources(ms []PathMapping) []string {
 // did not name it) plus that of the store paths in sandbox-paths. When
 // the derivation cannot be found, the closure of the store paths env-vars
 // mentions stands in; when no closure can be computed at all, nil (the
-// whole store, read-only) with a warning.
-func storeView(ctx context.Context, drvPath string, ev *nix.EnvVars, extra []string, log *slog.Logger) []string {
+// whole store, read-only) with a warning. The tools (--with) and their
+// closure are added.
+func storeView(ctx context.Context, drvPath string, ev *nix.EnvVars, extra, tools []string, log *slog.Logger) []string {
 	var d *nix.Derivation
 	var err error
 	if drvPath != "" {
@@ -280,6 +334,8 @@ func storeView(ctx context.Context, drvPath string, ev *nix.EnvVars, extra []str
 	for _, p := range extra {
 		roots = append(roots, nix.StorePathsIn(p)...)
 	}
+	// Tools the user asked for (--with), with their closure.
+	roots = append(roots, tools...)
 	closure, err := nix.Requisites(ctx, nix.ExistingStorePaths(roots))
 	if err != nil {
 		log.Warn("cannot compute the build's input closure; showing the whole store read-only", "err", err)
@@ -463,23 +519,102 @@ func loadCommand(hostBuildDir, buildDir string) string {
 	return load
 }
 
+// rcConfig is what the interactive shell's start-up file is made from.
+type rcConfig struct {
+	shell string
+	// load sources env-vars (see loadCommand); tools puts the --with
+	// tools first in PATH ("" for none).
+	load, tools string
+	buildDir    string
+	// name is the derivation's name for the prompt.
+	name  string
+	color bool
+	// stdenvSetup is $stdenv/setup when the build used nixpkgs' stdenv;
+	// phases are its phases, for the hint.
+	stdenvSetup string
+	phases      []string
+}
+
 // interactiveShell returns the argv (and the bash rc file) for an
-// interactive shell with env-vars sourced.
-func interactiveShell(shell, load, buildDir, name string) ([]string, string) {
-	prompt := `\[\e[1;32m\][nbs ` + name + `]\[\e[0m\] \w \$ `
-	if os.Getenv("NO_COLOR") != "" {
-		prompt = `[nbs ` + name + `] \w \$ `
+// interactive shell with env-vars sourced, in the directory the failing
+// phase started in, with a prompt that says where it is.
+func interactiveShell(c rcConfig) ([]string, string) {
+	prompt := `[nbs ` + c.name + `] \w \$ `
+	if c.color {
+		prompt = `\[\e[1;32m\][nbs ` + c.name + `]\[\e[0m\] \w \$ `
 	}
-	if strings.Contains(path.Base(shell), "bash") {
-		// Land in the directory the failing phase started in (env-vars'
-		// PWD), as far as it exists in the copy.
-		rc := load + "\n" +
-			"cd -- \"$PWD\" 2>/dev/null || cd " + shQuote(buildDir) + "\n" +
-			"PS1=" + shQuote(prompt) + "\n" +
-			"exec 3<&-\n"
-		return []string{shell, "--rcfile", "/dev/fd/3", "-i"}, rc
+	if !strings.Contains(path.Base(c.shell), "bash") {
+		cmd := c.load
+		if c.tools != "" {
+			cmd += "; " + c.tools
+		}
+		return []string{c.shell, "-c", cmd + `; exec "$0" -i`, c.shell}, ""
 	}
-	return []string{shell, "-c", load + `; exec "$0" -i`, shell}, ""
+	var rc strings.Builder
+	rc.WriteString(c.load + "\n")
+	if c.stdenvSetup != "" {
+		// As nix-shell and nix develop do: stdenv's functions
+		// (genericBuild, runPhase, the phases) in the shell. setup runs
+		// `set -eu` and its hooks; a failure there would end the
+		// interactive shell on the spot, so a subshell tries it first —
+		// as a command of its own: in an if condition bash would ignore
+		// the errexit that setup turns on.
+		// setup resets PATH and other variables, so env-vars, which
+		// has the failed build's state, is sourced again after it.
+		setup := shQuote(c.stdenvSetup)
+		fmt.Fprintf(&rc, "( source %s ) >/dev/null 2>&1\n", setup)
+		rc.WriteString("if [ \"$?\" = 0 ]; then\n")
+		fmt.Fprintf(&rc, "source %s\n", setup)
+		// nix-shell's clean-up for an interactive shell: no errexit,
+		// nounset or nullglob; NIX_LOG_FD would print Nix's
+		// structured-log lines (@nix {...}) into the terminal.
+		rc.WriteString("set +e +u; shopt -u nullglob\n")
+		rc.WriteString(c.load + "\n")
+		rc.WriteString("unset NIX_LOG_FD\n")
+		fmt.Fprintf(&rc, "printf '%%s\\n' %s %s >&2\n",
+			shQuote("nbs: stdenv is loaded: genericBuild runs every phase, runPhase NAME one of them (runPhase buildPhase)"),
+			shQuote("nbs: phases: "+strings.Join(c.phases, " ")))
+		rc.WriteString("else\n")
+		fmt.Fprintf(&rc, "echo %s >&2\n", shQuote("nbs: warning: sourcing "+c.stdenvSetup+" fails here, so stdenv's functions are not loaded (source it to see why)"))
+		rc.WriteString("fi\n")
+	}
+	if c.tools != "" {
+		rc.WriteString(c.tools + "\n")
+	}
+	// Land in the directory the failing phase started in (env-vars'
+	// PWD), as far as it exists in the copy, else in the source root
+	// when the derivation names one, else in the build directory.
+	rc.WriteString(`cd -- "$PWD" 2>/dev/null || { [ -n "${sourceRoot-}" ] && cd -- "$sourceRoot"; } 2>/dev/null || cd ` + shQuote(c.buildDir) + "\n")
+	rc.WriteString("PS1=" + shQuote(prompt) + "\n")
+	rc.WriteString("exec 3<&-\n")
+	return []string{c.shell, "--rcfile", "/dev/fd/3", "-i"}, rc.String()
+}
+
+// defaultPhases is genericBuild's phase list when the derivation sets no
+// phases (nixpkgs pkgs/stdenv/generic/setup.sh, without the empty
+// pre*/post* hook lists).
+var defaultPhases = []string{"unpackPhase", "patchPhase", "configurePhase", "buildPhase", "checkPhase", "installPhase", "fixupPhase", "installCheckPhase", "distPhase"}
+
+// stdenvSetup returns $stdenv/setup when env-vars names a stdenv whose
+// setup script exists on this machine.
+func stdenvSetup(ev *nix.EnvVars) (string, bool) {
+	s, ok := ev.Get("stdenv")
+	if !ok || !nix.IsStorePath(s) {
+		return "", false
+	}
+	setup := s + "/setup"
+	if fi, err := os.Stat(setup); err != nil || !fi.Mode().IsRegular() {
+		return "", false
+	}
+	return setup, true
+}
+
+// stdenvPhases are the phases genericBuild runs for this derivation.
+func stdenvPhases(ev *nix.EnvVars) []string {
+	if p, ok := ev.Get("phases"); ok && strings.TrimSpace(p) != "" {
+		return strings.Fields(p)
+	}
+	return defaultPhases
 }
 
 // promptName is the derivation's name for the prompt.

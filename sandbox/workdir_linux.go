@@ -16,6 +16,7 @@ import (
 //
 //	$TMPDIR/nbs-XXXXXX/   0700, owned by the sandbox user
 //	├── .lock             flock'ed by the nbs that owns it, for its whole life
+//	├── .origin           only when kept (--keep): the kept directory copied
 //	├── root/             becomes "/" (mount points only)
 //	├── build/            the copy of the kept directory, bound on /build
 //	├── tmp/              bound on /tmp
@@ -23,13 +24,12 @@ import (
 //
 // The lock is how a later nbs knows that the owner is gone (killed with
 // SIGKILL, or the machine lost power) and the directory may be removed:
-// the kernel drops a flock when its holder dies.
+// the kernel drops a flock when its holder dies. A directory with an
+// .origin was kept on purpose and is never removed by a later nbs.
 type workDir struct {
 	path string
 	lock *os.File
 }
-
-const workDirPrefix = "nbs-"
 
 func (w *workDir) root() string  { return filepath.Join(w.path, "root") }
 func (w *workDir) build() string { return filepath.Join(w.path, "build") }
@@ -109,6 +109,9 @@ func CleanStale(base string) ([]string, error) {
 		dir := filepath.Join(base, e.Name())
 		if !ownedByUs(dir) {
 			continue
+		}
+		if _, ok := readKept(dir); ok {
+			continue // kept with --keep
 		}
 		lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|syscall.O_NOFOLLOW, 0)
 		if errors.Is(err, os.ErrNotExist) {

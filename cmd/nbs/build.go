@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
 	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/spf13/cobra"
@@ -23,6 +29,8 @@ type BuildOptions struct {
 	Program string
 	// Args go to Program verbatim.
 	Args []string
+	// With are tools added to the sandbox (see nbs shell --with).
+	With []string
 }
 
 const buildLong = `Run nix-build with --keep-failed added, show its log unchanged and, when a
@@ -38,27 +46,51 @@ Outcome:
                      interactive shell in its sandbox; nbs then exits with
                      nix-build's status
   failure, --run     CMD runs in the sandbox; nbs exits with CMD's status
-  failure, no tty    the 'nbs shell DIR' command to enter it later, and
-                     nix-build's status
+  failure, no tty    the 'nbs shell DIR' command to enter it later
+                     ('nbs shell --remote URI DIR' for a remote builder),
+                     and nix-build's status
   several failures   (--keep-going) all are listed; the first is entered
   Ctrl-C             nix-build is stopped, nbs exits 130
 
 nix-build or nix build: nbs runs 'nix build' (the new CLI) when an argument
 is a flake reference (contains '#', or starts with path:, github:, git+,
-flake:, or is '.'), and nix-build otherwise. --nix-build PATH chooses the
-program; a program named 'nix' means the new CLI.`
+flake:, or is '.') or when -f/--file is given, and nix-build otherwise.
+--nix-build PATH chooses the program; a program named 'nix' means the new
+CLI. For the new CLI nbs adds -L (unless you chose -L, --no-print-build-logs
+or a --log-format) and, on Nix 2.4 and later, --extra-experimental-features
+'nix-command flakes' for that call (flakes only for a flake reference, and
+only when nix.conf does not enable it; your own --experimental-features
+stands).
+
+Remote builders: a build that failed on an ssh:// or ssh-ng:// builder is
+entered on that builder, over ssh as Nix reaches it (the builder line's
+key, $NIX_SSHOPTS); see 'nbs shell --remote'. Nix keeps no directory there
+by itself (ssh-ng:// never passes --keep-failed on, ssh:// only to a
+daemon-less root builder), so nbs passes the builders in use (--builders,
+--option builders, or nix.conf's builders with its @FILE lists expanded)
+to Nix with the builder's remote program told to keep it:
+  ssh://HOST     → ssh://HOST?remote-program=nix-store%20--option%20keep-failed%20true
+  ssh-ng://HOST  → ssh-ng://HOST?remote-program=nix-daemon%20--option%20keep-failed%20true
+A remote-program of yours keeps its value, with the option appended.
+Builders from nix.conf are changed only for root or a trusted user of the
+nix-daemon (others' builders setting is ignored by the daemon). When a
+builder still keeps nothing (a nix-daemon on an ssh-ng:// builder ignores
+the option), nbs says what to set there: keep-failed = true in the
+builder's nix.conf.`
 
 func newCmdBuild(f *Factory, runF func(*BuildOptions) error) *cobra.Command {
 	opts := &BuildOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "build [--run CMD] [--no-shell] [--nix-build PATH] NIX-BUILD-ARGS...",
+		Use:   "build [--run CMD] [--no-shell] [--with TOOL] [--nix-build PATH] NIX-BUILD-ARGS...",
 		Short: "Run nix-build and enter the sandbox of a build that fails",
 		Long:  buildLong,
 		Example: `  nbs build ./nix/wttr/default.nix
   nbs build -A hello '<nixpkgs>'
   nbs build --run 'ls /build; make -C /build/source' ./default.nix
   nbs build --no-shell --keep-going ./release.nix
-  nbs build .#packages.x86_64-linux.default`,
+  nbs build .#packages.x86_64-linux.default
+  nbs build --run 'make -C /build/source' .#hello
+  nbs build --max-jobs 0 --builders 'ssh://nix-docker x86_64-linux' .#hello`,
 		// nix-build's arguments must reach it untouched, so nbs parses
 		// only its own leading flags.
 		DisableFlagParsing: true,
@@ -80,6 +112,7 @@ func newCmdBuild(f *Factory, runF func(*BuildOptions) error) *cobra.Command {
 	cmd.Flags().String("run", "", "run `CMD` in the failed build's sandbox instead of a shell, and exit with its status")
 	cmd.Flags().Bool("no-shell", false, "never enter a sandbox; print how to enter it instead")
 	cmd.Flags().String("nix-build", "", "the nix-build (or nix) `PATH` to run")
+	cmd.Flags().StringArray("with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the failed build's sandbox and its bin/ to PATH; repeatable")
 	return cmd
 }
 
@@ -119,6 +152,12 @@ loop:
 			if opts.Program, err = value("--nix-build"); err != nil {
 				return false, err
 			}
+		case a == "--with" || strings.HasPrefix(a, "--with="):
+			w, err := value("--with")
+			if err != nil {
+				return false, err
+			}
+			opts.With = append(opts.With, w)
 		default:
 			break loop
 		}
@@ -126,11 +165,25 @@ loop:
 	opts.Args = args[i:]
 	if opts.Program == "" {
 		opts.Program = "nix-build"
-		if usesFlakes(opts.Args) {
+		if usesFlakes(opts.Args) || hasFileFlag(opts.Args) {
 			opts.Program = "nix"
 		}
 	}
 	return false, nil
+}
+
+// hasFileFlag reports whether args use -f/--file, which only the new CLI
+// has (nix build --file F ATTR).
+func hasFileFlag(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-f" || a == "--file" {
+			return true
+		}
+	}
+	return false
 }
 
 // usesFlakes reports whether args name a flake output, which only the
@@ -154,9 +207,17 @@ func usesFlakes(args []string) bool {
 
 func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	f := opts.f
-	res, err := wrapper.Run(cmd.Context(), wrapper.Options{
+	ctx := cmd.Context()
+	program := filepath.Base(opts.Program)
+	host, err := nix.ReadHost(ctx)
+	if err != nil {
+		f.Log().Debug("cannot ask nix for its version and settings", "err", err)
+		host = nil
+	}
+	args, builders := nixArgs(program, opts.Args, host, f.Log())
+	res, err := wrapper.Run(ctx, wrapper.Options{
 		Program:   opts.Program,
-		Args:      wrapper.BuildArgs(filepath.Base(opts.Program), opts.Args),
+		Args:      args,
 		Stdin:     f.Stdin,
 		Stdout:    f.Stdout,
 		Stderr:    f.Stderr,
@@ -166,53 +227,89 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		return &hintError{err, "install Nix, or name the program with --nix-build PATH"}
 	}
 	if res.Signal != nil {
-		fmt.Fprintf(f.Stderr, "nbs: interrupted; %s stopped\n", filepath.Base(opts.Program))
+		fmt.Fprintf(f.Stderr, "nbs: interrupted; %s stopped\n", program)
 		return &exitStatus{130}
 	}
 	if res.ExitCode == 0 {
 		return &exitStatus{0}
 	}
 
-	var local []wrapper.Failure
+	// The failures that can be entered, in the order they failed: local
+	// ones here, remote ones on their builder (never a local directory of
+	// the same name, which belongs to another build).
+	var kept []wrapper.Failure
 	for _, fl := range res.Failures {
 		name := drvName(fl.Drv)
 		switch {
+		case fl.KeptDir == "" && fl.Builder != "":
+			fmt.Fprintf(f.Stderr, "nbs: %s failed on %s%s, which kept no build directory: %s\n", name, builderFor(fl.Builder, builders).URI, exitText(fl.ExitCode), notKeptReason(fl, builders, wrapper.KeepFailedRefused(opts.Args)))
 		case fl.KeptDir == "":
 			fmt.Fprintf(f.Stderr, "nbs: %s failed, but Nix kept no build directory for it\n", name)
-		case fl.Builder != "":
-			fmt.Fprintf(f.Stderr, "nbs: %s failed on the remote builder %s; its build directory %s is on that machine\n", name, fl.Builder, fl.KeptDir)
 		default:
-			local = append(local, fl)
+			kept = append(kept, fl)
 		}
 	}
-	if len(local) == 0 {
+	if len(kept) == 0 {
 		// nix-build's own error (evaluation, missing file…) is in its
 		// log already.
+		if flag := misplacedFlag(opts.Args); flag != "" && len(res.Failures) == 0 {
+			fmt.Fprintf(f.Stderr, "nbs: %s is nbs's own flag; give it before %s's arguments: nbs build %s …\n", flag, program, flag)
+		}
 		return &exitStatus{res.ExitCode}
 	}
 	interactive := opts.Run == "" && sandbox.IsTerminal(f.Stdin) && sandbox.IsTerminal(f.Stdout)
 	enter := !opts.NoShell && (opts.Run != "" || interactive)
-	for i, fl := range local {
-		what := fmt.Sprintf("nbs: %s failed%s; kept in %s", drvName(fl.Drv), exitText(fl.ExitCode), fl.KeptDir)
+	for i, fl := range kept {
+		where, enterCmd := "", "nbs shell "+shellQuote(fl.KeptDir)
+		if fl.Builder != "" {
+			b := builderFor(fl.Builder, builders)
+			where = " on " + b.URI
+			enterCmd = "nbs shell --remote " + shellQuote(remoteURI(b)) + " " + shellQuote(fl.KeptDir)
+		}
+		what := fmt.Sprintf("nbs: %s failed%s%s; kept in %s", drvName(fl.Drv), where, exitText(fl.ExitCode), fl.KeptDir)
 		if i == 0 && enter {
-			fmt.Fprintf(f.Stderr, "%s; entering its sandbox (%s)\n", what, fl.Drv)
+			if fl.Builder != "" {
+				fmt.Fprintf(f.Stderr, "%s; entering its sandbox on that builder over ssh (%s)\n", what, fl.Drv)
+			} else {
+				fmt.Fprintf(f.Stderr, "%s; entering its sandbox (%s)\n", what, fl.Drv)
+			}
 			continue
 		}
-		fmt.Fprintf(f.Stderr, "%s (%s)\n  enter it with: nbs shell %s\n", what, fl.Drv, shellQuote(fl.KeptDir))
+		fmt.Fprintf(f.Stderr, "%s (%s)\n  enter it with: %s\n", what, fl.Drv, enterCmd)
 	}
 	if !enter {
 		return &exitStatus{res.ExitCode}
 	}
 
-	first := local[0]
-	status, _, err := sandbox.Enter(cmd.Context(), sandbox.Config{
-		Dir:    first.KeptDir,
-		Script: opts.Run,
-		Drv:    first.Drv,
-		Stdin:  f.Stdin,
-		Stdout: f.Stdout,
-		Stderr: f.Stderr,
-		Log:    f.Log(),
+	first := kept[0]
+	if first.Builder != "" {
+		status, err := enterFailedRemote(ctx, f, first, builders, opts.Run)
+		if err != nil {
+			return err
+		}
+		if opts.Run != "" {
+			return &exitStatus{status}
+		}
+		return &exitStatus{res.ExitCode}
+	}
+	with, err := resolveWith(ctx, opts.With, nixpkgsBuild)
+	if err != nil {
+		if h := withHint(err); h != "" {
+			return &hintError{err, h}
+		}
+		return err
+	}
+	status, _, err := sandbox.Enter(ctx, sandbox.Config{
+		Dir:      first.KeptDir,
+		Script:   opts.Run,
+		Drv:      first.Drv,
+		With:     with,
+		Stdin:    f.Stdin,
+		Stdout:   f.Stdout,
+		Stderr:   f.Stderr,
+		Log:      f.Log(),
+		Progress: newCopyProgress(f.Stderr),
+		Changed:  printChanged(f),
 	})
 	if errors.Is(err, sandbox.ErrUnreadable) {
 		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shellQuote(first.KeptDir)}
@@ -224,6 +321,164 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		return &exitStatus{status}
 	}
 	return &exitStatus{res.ExitCode}
+}
+
+// misplacedFlag is the first of nbs's own flags found among the
+// arguments for Nix, where it went to Nix, "" if none.
+func misplacedFlag(args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		for _, f := range []string{"--run", "--no-shell", "--nix-build", "--with"} {
+			if a == f || strings.HasPrefix(a, f+"=") {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
+// enterFailedRemote enters a failure kept on a builder. --run's shell
+// code goes to the remote nbs as a command that re-executes the sandbox's
+// shell (/proc/self/exe: the process is that shell when the command is
+// executed) with -c: the interface of every nbs shell, installed or
+// copied, and the same $SHELL -c as a local --run, after env-vars.
+func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, builders []wrapper.Builder, script string) (int, error) {
+	b := builderFor(fl.Builder, builders)
+	t, err := parseRemote(b.URI)
+	if err != nil {
+		return 0, &hintError{err, "nbs enters builds on ssh:// and ssh-ng:// builders only"}
+	}
+	t.withBuilder(b)
+	var command []string
+	if script != "" {
+		command = []string{"/proc/self/exe", "-c", script}
+	}
+	return enterRemote(ctx, f, remoteOptions{Target: t, Dir: fl.KeptDir, Command: command})
+}
+
+// builderFor is the builder Nix printed as uri: one of builders (whose
+// URI nbs may have changed with wrapper.KeepFailedURI), else uri alone.
+func builderFor(uri string, builders []wrapper.Builder) wrapper.Builder {
+	for _, b := range builders {
+		if b.SameBuilder(uri) {
+			return b
+		}
+	}
+	return wrapper.Builder{URI: uri}
+}
+
+// nixArgs are the arguments for program: the user's with nbs's additions
+// (wrapper.BuildArgs), the experimental features the new CLI needs, and
+// the builders changed so that each keeps a failed build's directory. It
+// also returns the builders in use, as the user or nix.conf wrote them.
+func nixArgs(program string, userArgs []string, host *nix.Host, log *slog.Logger) ([]string, []wrapper.Builder) {
+	args := wrapper.BuildArgs(program, userArgs)
+	if program == "nix" {
+		args = wrapper.WithFeatures(program, args, neededFeatures(host, usesFlakes(userArgs)))
+	}
+	value, given := wrapper.BuildersArg(userArgs)
+	if !given && host != nil {
+		value = host.Settings["builders"]
+	}
+	if value == "" {
+		return args, nil
+	}
+	changed, builders, rewrite, err := wrapper.RewriteBuilders(value, os.ReadFile)
+	if err != nil {
+		log.Warn("cannot read the builders; they are passed to Nix unchanged", "err", err)
+		return args, builders
+	}
+	switch {
+	case !rewrite || wrapper.KeepFailedRefused(userArgs):
+	case !given && !trustedByNix(host):
+		// Nix's daemon ignores a builders setting from an untrusted user
+		// (with a warning): its own builders apply, unchanged.
+		log.Debug("builders from nix.conf left unchanged: not a trusted user of the nix-daemon")
+	default:
+		log.Debug("builders told to keep failed build directories", "builders", changed)
+		args = wrapper.WithBuilders(program, args, changed)
+	}
+	return args, builders
+}
+
+// neededFeatures are the experimental features the new CLI needs for this
+// call: nix-command, and flakes for a flake reference, from Nix 2.4 on,
+// less those nix.conf enables. nix-command stays even so: the settings
+// were read with it switched on, so they always list it.
+func neededFeatures(host *nix.Host, flakes bool) []string {
+	want := []string{"nix-command"}
+	if flakes {
+		want = append(want, "flakes")
+	}
+	if host == nil {
+		return want
+	}
+	if !host.Version.AtLeast(2, 4, 0) {
+		return nil
+	}
+	enabled := host.Settings.List("experimental-features")
+	var out []string
+	for _, w := range want {
+		if w == "nix-command" || !slices.Contains(enabled, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// trustedByNix reports whether this user's settings reach the builds:
+// root's always (no daemon, or a trusted one); otherwise the daemon's
+// trusted-users must name the user, one of their groups (@group) or *.
+func trustedByNix(host *nix.Host) bool {
+	if os.Geteuid() == 0 {
+		return true
+	}
+	u, err := user.Current()
+	if err != nil {
+		return false
+	}
+	groups := map[string]bool{}
+	if gids, err := u.GroupIds(); err == nil {
+		for _, gid := range gids {
+			if g, err := user.LookupGroupId(gid); err == nil {
+				groups[g.Name] = true
+			}
+		}
+	}
+	for _, t := range host.Settings.List("trusted-users") {
+		if t == "*" || t == u.Username || strings.HasPrefix(t, "@") && groups[t[1:]] {
+			return true
+		}
+	}
+	return false
+}
+
+// notKeptReason says why a builder kept no directory and what to set
+// there.
+func notKeptReason(fl wrapper.Failure, builders []wrapper.Builder, refused bool) string {
+	if refused {
+		return "keep-failed is off (--no-keep-failed or --option keep-failed false)"
+	}
+	if fl.KeptRemote {
+		return "Nix says it kept it there but not where; look for the newest directory in the builder's build-dir (nix-build-* in its /tmp) and enter it with nbs shell --remote " + shellQuote(fl.Builder) + " DIR"
+	}
+	b := builderFor(fl.Builder, builders)
+	// The URI Nix printed asks for keep-failed already: nbs changed it,
+	// or the user wrote it so.
+	_, wouldChange := wrapper.KeepFailedURI(fl.Builder)
+	asked := !wouldChange && strings.HasPrefix(fl.Builder, "ssh")
+	switch {
+	case asked && strings.HasPrefix(b.URI, "ssh-ng://"):
+		return "its nix-daemon --stdio hands builds to a nix-daemon running there, which ignores options from the connection; set keep-failed = true in the builder's nix.conf (and restart its nix-daemon), or use the builder as ssh://" + strings.TrimPrefix(b.URI, "ssh-ng://") + ", whose keep-failed reaches that daemon"
+	case asked:
+		return "nbs asked it to (remote-program=… --option keep-failed true); set keep-failed = true in the builder's nix.conf"
+	case strings.HasPrefix(fl.Builder, "ssh-ng://"):
+		return "Nix never passes --keep-failed to ssh-ng:// builders, and nbs could not ask it (the builders come from the nix-daemon's settings, which an untrusted user cannot change); set keep-failed = true in the builder's nix.conf"
+	default:
+		return "Nix passes --keep-failed only to builders that build as root without a daemon, and nbs could not ask it (the builders come from the nix-daemon's settings, which an untrusted user cannot change); set keep-failed = true in the builder's nix.conf"
+	}
 }
 
 // drvName is the derivation's name: /nix/store/HASH-NAME.drv → NAME.

@@ -196,6 +196,7 @@ func TestBuildArgsParsing(t *testing.T) {
 		{[]string{".#pkg"}, "", false, "nix", []string{".#pkg"}},
 		{[]string{"--nix-build", "/opt/nix/bin/nix-build", "path:/x#y"}, "", false, "/opt/nix/bin/nix-build", []string{"path:/x#y"}},
 		{[]string{"-j", "4", "."}, "", false, "nix", []string{"-j", "4", "."}},
+		{[]string{"--with", "/nix/store/x-gdb", "--with=strace", "f.nix"}, "", false, "nix-build", []string{"f.nix"}},
 	}
 	for _, c := range cases {
 		o := &BuildOptions{f: &Factory{}}
@@ -209,5 +210,18 @@ func TestBuildArgsParsing(t *testing.T) {
 	}
 	if _, err := parseBuildArgs(&BuildOptions{f: &Factory{}}, []string{"--run"}); err == nil {
 		t.Error("--run without a command accepted")
+	}
+}
+
+// TestBuildWith: nbs build --with adds a tool to the failed build's
+// sandbox, as nbs shell --with does.
+func TestBuildWith(t *testing.T) {
+	requireNix(t)
+	requireUserNS(t)
+	extra := builtPath(t, "extraTool")
+	res, _ := runBuild(t, nil, "--with", extra, "--run", "nbs-extra-tool", e2eNix(t), "-A", "fail", "--argstr", "nonce", nonce(t))
+	cleanupKept(t, res.stderr)
+	if res.code != 0 || res.stdout != "extra tool here\n" {
+		t.Errorf("status %d, stdout %q\nstderr: %s", res.code, res.stdout, res.stderr)
 	}
 }

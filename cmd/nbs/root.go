@@ -58,7 +58,15 @@ modified.`,
   nbs shell /tmp/nix-build-wttr.drv-0
 
   # run one command there; nbs exits with its status
-  nbs shell /tmp/nix-build-wttr.drv-0 make -j1`,
+  nbs shell /tmp/nix-build-wttr.drv-0 make -j1
+
+  # what failed lately; enter the newest
+  nbs list
+  nbs shell --last
+
+  # keep what you changed in there, and turn it into a patch
+  nbs shell --keep /tmp/nix-build-wttr.drv-0
+  nbs diff /tmp/nix-build-wttr.drv-0 > fix.patch`,
 		Version:       nbsVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -70,6 +78,12 @@ modified.`,
 	root.SetErr(f.Stderr)
 	root.AddCommand(newCmdShell(f, nil))
 	root.AddCommand(newCmdBuild(f, nil))
+	root.AddCommand(newCmdList(f, nil))
+	root.AddCommand(newCmdDiff(f, nil))
+	root.AddCommand(newCmdCompletion(f))
+	root.AddCommand(newCmdMan(f))
+	// nbs completion is ours, with examples; cobra's would be a second.
+	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
+	"github.com/nix-build-shell/nbs/sandbox/diff"
 	"github.com/spf13/cobra"
 )
 
@@ -15,6 +17,10 @@ type ShellOptions struct {
 	Command []string
 	Keep    bool
 	Drv     string
+	// With are the --with arguments: store paths or nixpkgs attributes.
+	With []string
+	// Last enters the newest kept build directory (nbs list's first).
+	Last bool
 }
 
 func newCmdShell(f *Factory, runF func(*ShellOptions) error) *cobra.Command {
@@ -34,20 +40,45 @@ DIR may also be the parent of the kept directory where newer Nix nests it
 (/nix/var/nix/builds/nix-PID-N holding build/). When the kept files belong
 to Nix's build user and are unreadable (mode 0600), run nbs with sudo: it
 copies them as root, hands the copy to you and still runs the sandbox as
-you, never as root.`,
+you, never as root.
+
+The interactive shell starts in the directory the failing phase started
+in (env-vars' PWD), else in /build; its prompt names the derivation:
+[nbs wttr-1.0] /build/source $. When the build used nixpkgs' stdenv, the
+shell also has stdenv's functions, as nix develop does: genericBuild runs
+all phases again, runPhase buildPhase one of them.
+
+--with adds tools the build did not have: a store path (or ./result) with
+its closure, read-only, its bin/ first in PATH; or a nixpkgs attribute
+such as gdb, built with nix-build '<nixpkgs>' -A gdb when <nixpkgs> is on
+NIX_PATH. The rest of the sandbox stays as Nix made it.
+
+When the sandbox ends, nbs says whether files in /build changed
+("nbs: /build changed: 2 files changed, 1 added, 0 removed"); with --keep
+the copy stays and 'nbs diff DIR' shows the changes as a patch. --last
+enters the newest kept build directory ('nbs list' shows them all).
+Copying a big directory shows a progress bar when stderr is a terminal.`,
 		Example: `  nbs shell /tmp/nix-build-wttr.drv-0
   nbs shell /tmp/nix-build-wttr.drv-0 make -j1
   nbs shell /nix/var/nix/builds/nix-1234-5678/build -- ls -la
   sudo nbs shell /tmp/nix-build-hello.drv-0
-  nbs shell --keep /tmp/nix-build-wttr.drv-0`,
+  nbs shell --last
+  nbs shell --with /nix/store/...-gdb-14.2 --with strace /tmp/nix-build-wttr.drv-0
+  nbs shell --keep /tmp/nix-build-wttr.drv-0 && nbs diff /tmp/nix-build-wttr.drv-0`,
+		ValidArgsFunction: completeKeptDirs,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
+			if len(args) == 0 && !opts.Last {
 				return &usageError{errors.New("shell: missing DIR, the kept build directory")}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Dir, opts.Command = args[0], args[1:]
+			if opts.Last {
+				// No DIR: every argument belongs to the command.
+				opts.Command = args
+			} else {
+				opts.Dir, opts.Command = args[0], args[1:]
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -56,21 +87,31 @@ you, never as root.`,
 	}
 	// Everything after DIR belongs to the command: nbs shell dir ls -la.
 	cmd.Flags().SetInterspersed(false)
-	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the sandbox's copy of the build directory after it ends and print its path")
+	addRemoteFlag(cmd, opts) // --remote URI: DIR is on a builder (remote.go)
+	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the sandbox's copy of the build directory after it ends and print its path ('nbs diff DIR' compares it)")
+	cmd.Flags().StringArrayVar(&opts.With, "with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the sandbox and its bin/ to PATH; repeatable")
+	cmd.Flags().BoolVar(&opts.Last, "last", false, "enter the newest kept build directory (see 'nbs list'); no DIR then")
 	return cmd
 }
 
 func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 	f := opts.f
+	with, err := prepareShell(cmd.Context(), opts, nix.DefaultKeptSearch(), nixpkgsBuild)
+	if err != nil {
+		return err
+	}
 	status, kept, err := sandbox.Enter(cmd.Context(), sandbox.Config{
-		Dir:     opts.Dir,
-		Command: opts.Command,
-		Keep:    opts.Keep,
-		Drv:     opts.Drv,
-		Stdin:   f.Stdin,
-		Stdout:  f.Stdout,
-		Stderr:  f.Stderr,
-		Log:     f.Log(),
+		Dir:      opts.Dir,
+		Command:  opts.Command,
+		Keep:     opts.Keep,
+		Drv:      opts.Drv,
+		With:     with,
+		Stdin:    f.Stdin,
+		Stdout:   f.Stdout,
+		Stderr:   f.Stderr,
+		Log:      f.Log(),
+		Progress: newCopyProgress(f.Stderr),
+		Changed:  printChanged(f),
 	})
 	if kept != "" {
 		fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's copy of /build in %s\n", kept)
@@ -82,4 +123,11 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 		return err
 	}
 	return &exitStatus{status}
+}
+
+// printChanged reports, when the sandbox ends, what changed in /build.
+func printChanged(f *Factory) func(diff.Summary) {
+	return func(s diff.Summary) {
+		fmt.Fprintf(f.Stderr, "nbs: /build changed: %s\n", s)
+	}
 }

@@ -30,8 +30,9 @@ let
   };
 
   # Like stdenv: run the script with PATH set, and write env-vars with
-  # `export -p` before the part that fails.
-  mk = name: script: derivation {
+  # `export -p` before the part that fails. attrs are more attributes of
+  # the derivation.
+  mkWith = attrs: name: script: derivation ({
     inherit name system nonce;
     builder = sh;
     PATH = "${tools}/bin";
@@ -40,10 +41,54 @@ let
       set -e
       ${script}
     '' ];
+  } // attrs);
+  mk = mkWith { };
+
+  # A stand-in for nixpkgs' stdenv: $out/setup is what an interactive
+  # nbs shell sources. Like the real one it turns on errexit and nounset,
+  # resets PATH and defines runPhase, genericBuild and the phases.
+  fakeStdenv = derivation {
+    name = "nbs-test-stdenv";
+    inherit system;
+    builder = sh;
+    PATH = "${tools}/bin";
+    args = [ "-c" ''
+      mkdir -p $out
+      cat > $out/setup <<'EOF'
+      set -eu
+      set -o pipefail
+      shopt -s nullglob
+      PATH=
+      out=/nbs-fake-stdenv-clobbered
+      runPhase() {
+          local curPhase="$1"
+          echo "fake-stdenv: running $curPhase"
+          eval "''${!curPhase:-$curPhase}"
+      }
+      genericBuild() {
+          for curPhase in ''${phases:-buildPhase}; do runPhase "$curPhase"; done
+      }
+      configurePhase() { echo "configuring in $PWD"; }
+      buildPhase() { echo "building in $PWD"; }
+      EOF
+    '' ];
+  };
+
+  # A tool the failing builds do not have, for --with.
+  extraTool = derivation {
+    name = "nbs-test-extra-tool";
+    inherit system;
+    builder = sh;
+    PATH = "${tools}/bin";
+    args = [ "-c" ''
+      mkdir -p $out/bin
+      printf '#!${sh}\necho extra tool here\n' > $out/bin/nbs-extra-tool
+      chmod 0755 $out/bin/nbs-extra-tool
+    '' ];
   };
 in
 {
-  inherit tools;
+  inherit tools fakeStdenv extraTool;
 
   # Fails with exit 3 after leaving files of every kind behind.
   fail = mk "nbs-e2e-fail" ''
@@ -58,6 +103,17 @@ in
     export -p > $NIX_BUILD_TOP/env-vars
     echo "nbs-e2e: failing on purpose" >&2
     exit 3
+  '';
+
+  # A stdenv build (with the fake stdenv) failing in its buildPhase,
+  # in a subdirectory.
+  stdenv = mkWith { stdenv = fakeStdenv; phases = "configurePhase buildPhase"; } "nbs-e2e-stdenv" ''
+    mkdir -p source/sub
+    echo 'int main;' > source/main.c
+    cd source/sub
+    export -p > $NIX_BUILD_TOP/env-vars
+    echo "nbs-e2e: buildPhase fails" >&2
+    exit 9
   '';
 
   # A second failure, for --keep-going and -A tests.

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox"
+	"github.com/spf13/cobra"
+)
+
+// ListOptions is what `nbs list` was asked to do.
+type ListOptions struct {
+	f *Factory
+	// Search says where to look; tests point it at their own places.
+	Search nix.KeptSearch
+	// CopyBases are where kept copies (nbs shell --keep) are looked for.
+	CopyBases []string
+	Now       func() time.Time
+}
+
+func defaultCopyBases() []string { return []string{os.TempDir(), "/tmp"} }
+
+func newCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
+	opts := &ListOptions{f: f, Search: nix.DefaultKeptSearch(), CopyBases: defaultCopyBases(), Now: time.Now}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the build directories Nix kept on this machine, newest first",
+		Long: `List the build directories that Nix kept after failed builds (nix-build
+--keep-failed, nbs build), newest first, with the derivation's name, how
+long ago its last phase started and its size.
+
+nbs looks where Nix and Lix put them:
+  $TMPDIR/nix-build-*, /tmp/nix-build-*   (Nix's build-dir default)
+  /nix/var/nix/builds/*/build             (Nix 2.30+)
+  /nix/var/nix/b/*/b                      (Lix 2.94+)
+A build still running shows up too. A size marked + is at least that:
+part of the directory could not be read (sudo nbs list reads it all).
+
+Below them come the copies kept by 'nbs shell --keep', with the directory
+each was copied from; 'nbs diff DIR' shows what changed in the newest.
+Enter the newest kept directory with 'nbs shell --last'.`,
+		Example: `  nbs list
+  sudo nbs list            # also sizes of directories owned by nixbld users
+  nbs shell --last         # enter the first one listed`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return listRun(opts)
+		},
+	}
+	return cmd
+}
+
+func listRun(opts *ListOptions) error {
+	f := opts.f
+	kept := nix.FindKept(opts.Search)
+	copies := sandbox.KeptCopies(opts.CopyBases)
+	if len(kept) == 0 && len(copies) == 0 {
+		fmt.Fprintf(f.Stderr, "nbs: no kept build directories in %s; nix-build --keep-failed (or nbs build) keeps them\n", strings.Join(opts.Search.Locations(), ", "))
+		return nil
+	}
+	now := opts.Now()
+	sizes := dirSizes(kept, copies)
+	tw := tabwriter.NewWriter(f.Stdout, 0, 0, 2, ' ', 0)
+	if len(kept) > 0 {
+		fmt.Fprintln(tw, "AGE\tSIZE\tNAME\tDIRECTORY")
+		for i, k := range kept {
+			name := k.Name
+			if name == "" {
+				name = "?"
+			}
+			size := sizes[i]
+			if k.Err != nil && errors.Is(k.Err, fs.ErrPermission) {
+				name += " (unreadable)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", age(now, k.Time), size, oneLine(name), oneLine(k.Dir))
+		}
+	}
+	if len(copies) > 0 {
+		if len(kept) > 0 {
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintln(tw, "AGE\tSIZE\tKEPT COPY\tCOPIED FROM")
+		for i, c := range copies {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", age(now, c.Time), sizes[len(kept)+i], oneLine(c.Dir), oneLine(c.Origin))
+		}
+	}
+	return tw.Flush()
+}
+
+// dirSizes measures the directories a few at a time: each is a walk of
+// its own, and kept directories of big builds hold many files.
+func dirSizes(kept []nix.KeptDir, copies []sandbox.KeptCopy) []string {
+	dirs := make([]string, 0, len(kept)+len(copies))
+	for _, k := range kept {
+		dirs = append(dirs, k.Dir)
+	}
+	for _, c := range copies {
+		dirs = append(dirs, c.Dir)
+	}
+	out := make([]string, len(dirs))
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i, d := range dirs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			size, complete := nix.DirSize(d)
+			out[i] = humanBytes(size)
+			if !complete {
+				out[i] += "+"
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// age is how long ago t was: 12s, 5m, 3h, 2d.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "?"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(int(d.Seconds()), 0))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours())/24)
+}
+
+// lastKept is the newest kept build directory that can be entered.
+func lastKept(s nix.KeptSearch) (nix.KeptDir, error) {
+	kept := nix.FindKept(s)
+	for _, k := range kept {
+		if k.Err == nil || errors.Is(k.Err, fs.ErrPermission) {
+			// An unreadable env-vars is still the newest failure:
+			// nbs shell says how to get in (sudo).
+			return k, nil
+		}
+	}
+	return nix.KeptDir{}, fmt.Errorf("no kept build directory in %s", strings.Join(s.Locations(), ", "))
+}
+
+// completeKeptDirs offers the kept build directories for DIR.
+func completeKeptDirs(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveDefault
+	}
+	var dirs []string
+	for _, k := range nix.FindKept(nix.DefaultKeptSearch()) {
+		if strings.HasPrefix(k.Dir, toComplete) {
+			name := k.Name
+			if name == "" {
+				name = "?"
+			}
+			dirs = append(dirs, k.Dir+"\t"+name)
+		}
+	}
+	if len(dirs) == 0 {
+		return nil, cobra.ShellCompDirectiveFilterDirs
+	}
+	return dirs, cobra.ShellCompDirectiveNoFileComp
+}

@@ -1,0 +1,79 @@
+package nix
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFindKept(t *testing.T) {
+	root := t.TempDir()
+	tmp, state := filepath.Join(root, "tmp"), filepath.Join(root, "state")
+	now := time.Now()
+	mk := func(dir, env string, age time.Duration) string {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if env != "" {
+			p := filepath.Join(dir, "env-vars")
+			os.WriteFile(p, []byte(env), 0o644)
+			os.Chtimes(p, now.Add(-age), now.Add(-age))
+		}
+		return dir
+	}
+	flat := mk(filepath.Join(tmp, "nix-build-hello-2.12.drv-0"), "declare -x name=\"hello-2.12\"\n", 3*time.Hour)
+	nested := mk(filepath.Join(tmp, "nix-build-wttr.drv-1", "build"), "declare -x name=\"wttr-1.0\"\n", time.Minute)
+	builds := mk(filepath.Join(state, "builds", "nix-123-0", "build"), "declare -x name=\"from-builds\"\n", 2*time.Minute)
+	lix := mk(filepath.Join(state, "b", "abc", "b"), "declare -x name=\"from-lix\"\n", time.Hour)
+	noName := mk(filepath.Join(tmp, "nix-build-noname.drv-3"), "declare -x out=\"/nix/store/x\"\n", 5*time.Hour)
+	mk(filepath.Join(tmp, "nix-build-running.drv-0"), "", 0) // no env-vars: not a build directory
+	mk(filepath.Join(tmp, "unrelated"), "declare -x name=\"other\"\n", 0)
+
+	got := FindKept(KeptSearch{TmpDirs: []string{tmp, tmp + "/."}, StateDir: state})
+	var lines []string
+	for _, k := range got {
+		lines = append(lines, k.Name+" "+k.Dir)
+	}
+	want := []string{
+		"wttr-1.0 " + nested,
+		"from-builds " + builds,
+		"from-lix " + lix,
+		"hello-2.12 " + flat,
+		"noname " + noName,
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("FindKept:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	if d := got[0].Time.Sub(now.Add(-time.Minute)); d < -time.Second || d > time.Second {
+		t.Errorf("time %v, want env-vars' mtime %v", got[0].Time, now.Add(-time.Minute))
+	}
+}
+
+func TestFindKeptUnreadable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("SKIPPED: root reads everything")
+	}
+	tmp := t.TempDir()
+	d := filepath.Join(tmp, "nix-build-secret.drv-0")
+	os.Mkdir(d, 0o755)
+	os.WriteFile(filepath.Join(d, "env-vars"), []byte("declare -x name=\"secret\"\n"), 0)
+	got := FindKept(KeptSearch{TmpDirs: []string{tmp}})
+	if len(got) != 1 || got[0].Name != "secret" || got[0].Err == nil {
+		t.Errorf("FindKept = %+v; want the directory, named from its name, with the error", got)
+	}
+}
+
+func TestDirSize(t *testing.T) {
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "a"), make([]byte, 1000), 0o644)
+	os.Mkdir(filepath.Join(d, "sub"), 0o755)
+	os.WriteFile(filepath.Join(d, "sub", "b"), make([]byte, 24), 0o644)
+	os.Link(filepath.Join(d, "a"), filepath.Join(d, "sub", "hard"))
+	os.Symlink("a", filepath.Join(d, "link"))
+	if size, complete := DirSize(d); size != 1024 || !complete {
+		t.Errorf("DirSize = %d, %v; want 1024, true", size, complete)
+	}
+}
