@@ -11,16 +11,7 @@ let
   system = builtins.currentSystem;
   sh = builtins.path { path = /bin/bash-static; name = "bash"; };
   bb = builtins.path { path = /bin/busybox; name = "busybox"; };
-  tools = derivation {
-    name = "nbs-demo-tools";
-    inherit system;
-    builder = sh;
-    args = [ "-c" ''
-      (exec -a mkdir ${bb} -p $out/bin) &&
-      (exec -a cp ${bb} ${bb} $out/bin/busybox) &&
-      $out/bin/busybox --install -s $out/bin
-    '' ];
-  };
+  tools = import ../busybox-tools.nix { inherit sh bb; name = "nbs-demo-tools"; };
 in
 derivation {
   name = "nbs-demo";

@@ -18,16 +18,7 @@ let
 
   # A bin directory of busybox applets. busybox picks the applet from
   # argv[0], hence `exec -a`.
-  tools = derivation {
-    name = "nbs-test-tools";
-    inherit system;
-    builder = sh;
-    args = [ "-c" ''
-      (exec -a mkdir ${bb} -p $out/bin) &&
-      (exec -a cp ${bb} ${bb} $out/bin/busybox) &&
-      $out/bin/busybox --install -s $out/bin
-    '' ];
-  };
+  tools = import ../busybox-tools.nix { inherit sh bb; name = "nbs-test-tools"; };
 
   # Like stdenv: run the script with PATH set, and write env-vars with
   # `export -p` before the part that fails. attrs are more attributes of

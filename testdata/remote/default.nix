@@ -15,16 +15,7 @@ let
   system = builtins.currentSystem;
   sh = builtins.path { path = /. + bash; name = "bash"; };
   bb = builtins.path { path = /. + busybox; name = "busybox"; };
-  tools = derivation {
-    name = "nbs-remote-tools";
-    inherit system;
-    builder = sh;
-    args = [ "-c" ''
-      (exec -a mkdir ${bb} -p $out/bin) &&
-      (exec -a cp ${bb} ${bb} $out/bin/busybox) &&
-      $out/bin/busybox --install -s $out/bin
-    '' ];
-  };
+  tools = import ../busybox-tools.nix { inherit sh bb; name = "nbs-remote-tools"; };
 in
 {
   # Fails with exit 3 on whichever machine builds it, leaving a file that
