@@ -91,7 +91,10 @@ func ExistingStorePaths(ps []string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, p := range ps {
-		if seen[p] || !IsStorePath(p) {
+		// .lock and .chroot are Nix's own files next to store paths,
+		// never valid paths: a build could name them in env-vars to
+		// make the closure query fail.
+		if seen[p] || !IsStorePath(p) || strings.HasSuffix(p, ".lock") || strings.HasSuffix(p, ".chroot") {
 			continue
 		}
 		seen[p] = true

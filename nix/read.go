@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // maxFileSize bounds what ReadEnvVars and ReadDerivation read. Real env-vars
@@ -31,13 +32,29 @@ func readLimited(r io.Reader) ([]byte, error) {
 
 // readFile reads a file of at most 64 MiB. A regular file that is larger
 // is refused from its size alone. Errors name path.
+//
+// The files nbs reads come from kept build directories, which a build
+// wrote: the last component is not followed if it is a symlink (nbs may
+// run as root, and env-vars -> /etc/shadow must not be read), and
+// anything but a regular file is refused without blocking (a FIFO named
+// env-vars would hang a plain open).
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link; nbs does not follow links in a kept build directory", path)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > maxFileSize {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v)", path, fi.Mode().Type())
+	}
+	if fi.Size() > maxFileSize {
 		return nil, fmt.Errorf("%s: %w", path, ErrTooLarge)
 	}
 	data, err := readLimited(f)

@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -86,7 +88,12 @@ func readKept(workDir string) (KeptCopy, bool) {
 	if err != nil || !info.Mode().IsRegular() {
 		return KeptCopy{}, false
 	}
-	b, err := os.ReadFile(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return KeptCopy{}, false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return KeptCopy{}, false
 	}
@@ -99,12 +106,19 @@ func readKept(workDir string) (KeptCopy, bool) {
 
 // writeOrigin records origin in the work directory dir, marking it kept.
 func writeOrigin(dir, origin string, owner *Owner) error {
+	// The work directory belongs to the sandbox user, who could have
+	// planted a symlink here; nbs may be root: create, never follow.
 	p := filepath.Join(dir, originFile)
-	if err := os.WriteFile(p, []byte(origin+"\n"), 0o644); err != nil {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return fmt.Errorf("mark copy as kept: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(origin + "\n"); err != nil {
 		return fmt.Errorf("mark copy as kept: %w", err)
 	}
 	if owner != nil {
-		if err := os.Lchown(p, owner.UID, owner.GID); err != nil {
+		if err := f.Chown(owner.UID, owner.GID); err != nil {
 			return fmt.Errorf("mark copy as kept: %w", err)
 		}
 	}

@@ -142,6 +142,29 @@ type PlanConfig struct {
 	Extra []PathMapping
 }
 
+// reservedDirs are the sandbox's own top-level paths: the build
+// directory may be none of them, nor lie above or below one (except
+// below /tmp, where unsandboxed builds kept theirs). The mount plan runs
+// before pivot_root, on host paths: a build directory on /dev or /nix
+// would put the copy's own files, symlinks included, in the way of the
+// steps that follow.
+var reservedDirs = []string{"/bin", "/dev", "/etc", "/nix", "/proc", "/real-root", "/tmp"}
+
+// CheckBuildDir checks a sandbox build directory (NIX_BUILD_TOP from
+// env-vars, which the build wrote).
+func CheckBuildDir(p string) error {
+	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("build directory %q is not a clean absolute path below /", p)
+	}
+	for _, r := range reservedDirs {
+		inside := strings.HasPrefix(p, r+"/") && r != "/tmp"
+		if p == r || strings.HasPrefix(r, p+"/") || inside {
+			return fmt.Errorf("build directory %s collides with the sandbox's own %s", p, r)
+		}
+	}
+	return nil
+}
+
 // Nix's /etc files, byte for byte (derivation-builder.cc). The home
 // directory in passwd is sandbox-build-dir.
 const (
@@ -224,7 +247,9 @@ func NewPlan(c PlanConfig) []Op {
 		bind(Op{Source: c.Shell, Target: "/bin/sh", ReadOnly: true})
 	}
 	if c.StorePaths == nil {
-		bind(Op{Source: "/nix", Target: "/nix", Recursive: true, ReadOnly: true})
+		// The whole store, read-only; not the rest of /nix, which holds
+		// the daemon's socket and database.
+		bind(Op{Source: storeDir, Target: storeDir, Recursive: true, ReadOnly: true})
 	} else {
 		// Nix's store dir is root:nixbld 01775 so that $out can be
 		// created; inside our single-id map the nearest is a writable

@@ -102,3 +102,16 @@ func TestParsePathMapping(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckBuildDir(t *testing.T) {
+	for _, ok := range []string{"/build", "/tmp/nix-build-x.drv-0", "/nix-build", "/b/c"} {
+		if err := CheckBuildDir(ok); err != nil {
+			t.Errorf("CheckBuildDir(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"/", "/dev", "/dev/x", "/etc", "/nix", "/nix/store/x", "/tmp", "/proc/1", "/bin", "/a/../dev", "relative", "/build/"} {
+		if err := CheckBuildDir(bad); err == nil {
+			t.Errorf("CheckBuildDir(%q) accepted", bad)
+		}
+	}
+}

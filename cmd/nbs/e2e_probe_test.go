@@ -147,8 +147,9 @@ func (c *comparison) explain(key, nix, nbs string) (used []*diffRule, ok bool) {
 // fullStore reports whether nbs showed the whole host /nix (its fallback
 // when it cannot compute the input closure).
 func (c *comparison) fullStore() bool {
-	_, ok := c.nbs["mount:/nix"]
-	return ok
+	// The fallback binds the host's /nix/store read-only; the closure
+	// view has a writable store directory.
+	return strings.Contains(c.nbs["mount:/nix/store"], " ro,")
 }
 
 // nixIf returns a fix that yields Nix's value when cond holds.
@@ -404,7 +405,7 @@ func factKeys(a, b map[string]string) []string {
 func TestDifferentialRules(t *testing.T) {
 	r := runner{name: "user", hostUID: 1001, hostGID: 1001}
 	closure := map[string]string{"mount:/nix/store": "ext4 rw,relatime private"}
-	full := map[string]string{"mount:/nix": "ext4 ro,relatime private"}
+	full := map[string]string{"mount:/nix/store": "ext4 ro,relatime private"}
 	cases := []struct {
 		key, nix, nbs string
 		nbsFacts      map[string]string
