@@ -65,6 +65,11 @@ func execCommand(s *Spec) error {
 	if err := resetSignals(); err != nil {
 		return err
 	}
+	// A session keyring of its own: the caller's (the user's keys,
+	// tokens) must not be reachable from the build.
+	if _, _, errno := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 && errno != unix.ENOSYS {
+		return fmt.Errorf("keyctl join session keyring: %w", errno)
+	}
 	err := unix.Exec(s.Argv[0], s.Argv, s.Env)
 	return fmt.Errorf("execve %s: %w", s.Argv[0], err)
 }

@@ -119,6 +119,11 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 	}
 
 	if err := json.NewEncoder(specW).Encode(spec); err != nil {
+		// The child died before reading it: its own report says why.
+		if msg, _ := io.ReadAll(errR); len(msg) > 0 {
+			p.Kill()
+			return nil, childFailure(msg)
+		}
 		p.Kill()
 		return nil, fmt.Errorf("send spec to sandbox: %w", err)
 	}
@@ -132,11 +137,7 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 	}
 	if len(msg) > 0 {
 		p.Kill()
-		var ce childError
-		if json.Unmarshal(msg, &ce) != nil {
-			ce = childError{Step: "unknown", Err: string(msg)}
-		}
-		return nil, &SetupError{Step: ce.Step, Msg: ce.Err}
+		return nil, childFailure(msg)
 	}
 	if ptyParent != nil {
 		m, err := recvFD(ptyParent)
@@ -147,6 +148,15 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 		p.master = m
 	}
 	return p, nil
+}
+
+// childFailure decodes the child's report of a failed set-up step.
+func childFailure(msg []byte) error {
+	var ce childError
+	if json.Unmarshal(msg, &ce) != nil {
+		ce = childError{Step: "unknown", Err: string(msg)}
+	}
+	return &SetupError{Step: ce.Step, Msg: ce.Err}
 }
 
 const (
@@ -180,6 +190,13 @@ func recvFD(sock *os.File) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
 }
 
+// Close releases the pty master; call it after the relay has ended.
+func (p *Process) Close() {
+	if p.master != nil {
+		p.master.Close()
+	}
+}
+
 // Master is the pty master of a TTY sandbox, nil otherwise.
 func (p *Process) Master() *os.File { return p.master }
 
@@ -201,9 +218,6 @@ func (p *Process) Wait(ctx context.Context) (int, error) {
 	case <-ctx.Done():
 		p.Kill()
 		err = <-p.waitc
-	}
-	if p.master != nil {
-		defer p.master.Close()
 	}
 	if err == nil {
 		return 0, nil

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
@@ -35,18 +36,18 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
-	var got syscall.Signal
+	var got atomic.Int32 // the signal that ended the session, set once
 	go func() {
 		select {
 		case s := <-sigc:
-			got = s.(syscall.Signal)
+			got.Store(int32(s.(syscall.Signal)))
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
 	interrupted := func() error {
-		if got != 0 {
-			return &SignalError{Signal: got}
+		if sig := syscall.Signal(got.Load()); sig != 0 {
+			return &SignalError{Signal: sig}
 		}
 		return nil
 	}
@@ -70,8 +71,13 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", fmt.Errorf("%s: SHELL is %s, which is not an executable file", envPath, shell)
 	}
 	sandboxBuildDir := "/build"
-	if top, ok := ev.Get("NIX_BUILD_TOP"); ok && path.IsAbs(top) && path.Clean(top) != "/" {
-		sandboxBuildDir = path.Clean(top)
+	if top, ok := ev.Get("NIX_BUILD_TOP"); ok && top != "" {
+		// The build wrote env-vars: its NIX_BUILD_TOP must not put the
+		// copy where the sandbox's own mounts go.
+		if err := CheckBuildDir(top); err != nil {
+			return 0, "", fmt.Errorf("%s: NIX_BUILD_TOP: %w", envPath, err)
+		}
+		sandboxBuildDir = top
 	}
 	tools, err := toolPaths(c.With)
 	if err != nil {
@@ -150,7 +156,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	// network namespace) and see its resolv.conf, services and hosts.
 	_, fixedOutput := ev.Get("outputHash")
 	if fixedOutput {
-		log.Debug("fixed-output derivation: the sandbox shares the host's network, as in Nix")
+		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")
 	}
 	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
 	spec := &Spec{
@@ -230,6 +236,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	status, err = p.Wait(ctx)
 	stopRelay()
+	p.Close()
 	if err != nil {
 		return 0, "", err
 	}
@@ -398,7 +405,7 @@ func sandboxOwner() (Owner, func(), error) {
 	if su, sg := os.Getenv("SUDO_UID"), os.Getenv("SUDO_GID"); su != "" && sg != "" {
 		uid, err1 := strconv.Atoi(su)
 		gid, err2 := strconv.Atoi(sg)
-		if err1 == nil && err2 == nil && uid != 0 {
+		if err1 == nil && err2 == nil && uid != 0 && gid != 0 {
 			return Owner{UID: uid, GID: gid}, none, nil
 		}
 	}

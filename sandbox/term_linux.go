@@ -90,10 +90,9 @@ func Relay(master, in, out *os.File) (done <-chan struct{}, stop func(), err err
 		select {
 		case <-finished:
 		case <-time.After(2 * time.Second):
-			wakeW.Close()
-			<-finished
 		}
 		wakeW.Close()
+		<-finished
 		signal.Stop(winch)
 		restore()
 	}
@@ -118,6 +117,9 @@ func relayLoop(mfd, ifd, ofd, wake int, winch <-chan os.Signal) {
 		}
 		// A timeout so that SIGWINCH is seen even when nothing moves.
 		if _, err := unix.Poll(fds, 200); err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+		if fds[0].Revents&unix.POLLNVAL != 0 {
 			return
 		}
 		if fds[1].Revents != 0 {
@@ -163,7 +165,13 @@ func drain(mfd, ofd int, buf []byte) {
 func writeAll(fd int, b []byte) {
 	for len(b) > 0 {
 		n, err := unix.Write(fd, b)
-		if err == unix.EINTR || err == unix.EAGAIN {
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			// A non-blocking terminal that is full: wait until it
+			// drains instead of spinning.
+			unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}, 1000)
 			continue
 		}
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
@@ -228,7 +229,11 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	}
 	if res.Signal != nil {
 		fmt.Fprintf(f.Stderr, "nbs: interrupted; %s stopped\n", program)
-		return &exitStatus{130}
+		code := 130
+		if s, ok := res.Signal.(syscall.Signal); ok {
+			code = 128 + int(s)
+		}
+		return &exitStatus{code}
 	}
 	if res.ExitCode == 0 {
 		return &exitStatus{0}

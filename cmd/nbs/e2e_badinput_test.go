@@ -108,6 +108,11 @@ func TestShellBadEnvVars(t *testing.T) {
 		{"binary", "\x7fELF\x02\x01\x01\x00\x00\x00garbage", "env-vars"},
 		{"huge", "declare -x A=\"" + strings.Repeat("a", 100<<20) + "\"\n", "env-vars"},
 		{"shell is a directory", "declare -x SHELL=\"/nix/store\"\n", "SHELL"},
+		// A build directory on the sandbox's own paths would put the
+		// copy's symlinks in the way of the mount plan (run on host
+		// paths before pivot_root).
+		{"build dir on /dev", "declare -x SHELL=\"/bin/sh\"\ndeclare -x NIX_BUILD_TOP=\"/dev\"\n", "collides with the sandbox's own /dev"},
+		{"build dir above /nix", "declare -x SHELL=\"/bin/sh\"\ndeclare -x NIX_BUILD_TOP=\"/\"\n", "NIX_BUILD_TOP"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
