@@ -350,6 +350,19 @@ func misplacedFlag(args []string) string {
 // executed) with -c: the interface of every nbs shell, installed or
 // copied, and the same $SHELL -c as a local --run, after env-vars.
 func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, builders []wrapper.Builder, script string) (int, error) {
+	// The URI comes from the build log, which the build's own output is
+	// part of: a build could print a line naming a host of its choice.
+	// Only a builder this build was given is connected to on our own.
+	known := false
+	for _, b := range builders {
+		known = known || b.SameBuilder(fl.Builder)
+	}
+	if !known {
+		return 0, &hintError{
+			fmt.Errorf("the log says %s failed on %s, which is not one of this build's builders (--builders or the builders setting); nbs does not connect to it", drvName(fl.Drv), fl.Builder),
+			"if you trust that machine, enter it with: nbs shell --remote " + shellQuote(fl.Builder) + " " + shellQuote(fl.KeptDir),
+		}
+	}
 	b := builderFor(fl.Builder, builders)
 	t, err := parseRemote(b.URI)
 	if err != nil {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -319,4 +321,16 @@ func FuzzParseRemote(f *testing.F) {
 			t.Fatalf("destination %q is not first: %q", tg.Dest, args)
 		}
 	})
+}
+
+// TestEnterFailedRemoteUnknownBuilder: a builder URI that only the log
+// names (a build can print any line) is never connected to.
+func TestEnterFailedRemoteUnknownBuilder(t *testing.T) {
+	f := &Factory{}
+	bs := []wrapper.Builder{{URI: "ssh://known"}}
+	_, err := enterFailedRemote(context.Background(), f, wrapper.Failure{Drv: "/nix/store/x-evil.drv", KeptDir: "/tmp/d", Builder: "ssh://evil?base64-ssh-public-host-key=AAAA"}, bs, "")
+	var he *hintError
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), "not one of this build's builders") {
+		t.Errorf("err = %v; want a refusal to connect", err)
+	}
 }
