@@ -62,18 +62,23 @@ func runChild() (string, error) {
 	steps := []struct {
 		name string
 		run  func(*Spec) error
+		// sandboxOnly steps are skipped for Spec.Unsandboxed.
+		sandboxOnly bool
 	}{
-		{"bring up loopback", setupLoopback},
-		{"set host name", setupUTS},
-		{"make mounts private", makeMountsPrivate},
-		{"bind new root", bindRoot},
-		{"apply mount plan", applyPlan},
-		{"pivot_root", pivotRoot},
-		{"make / read-only", readOnlyRoot},
-		{"set up terminal", setupTTY},
-		{"exec", execCommand},
+		{"bring up loopback", setupLoopback, true},
+		{"set host name", setupUTS, true},
+		{"make mounts private", makeMountsPrivate, false},
+		{"bind new root", bindRoot, true},
+		{"apply mount plan", applyPlan, false},
+		{"pivot_root", pivotRoot, true},
+		{"make / read-only", readOnlyRoot, true},
+		{"set up terminal", setupTTY, false},
+		{"exec", execCommand, false},
 	}
 	for _, s := range steps {
+		if s.sandboxOnly && spec.Unsandboxed {
+			continue
+		}
 		if err := s.run(spec); err != nil {
 			return s.name, err
 		}
@@ -328,9 +333,13 @@ func setupTTY(s *Spec) error {
 	if !s.TTY {
 		return nil
 	}
-	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	ptmx := "/dev/pts/ptmx"
+	if s.Unsandboxed {
+		ptmx = "/dev/ptmx" // the host's devpts, whose own ptmx is 0000
+	}
+	master, err := unix.Open(ptmx, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open /dev/pts/ptmx: %w", err)
+		return fmt.Errorf("open %s: %w", ptmx, err)
 	}
 	defer unix.Close(master)
 	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {

@@ -67,6 +67,12 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 		stdin, stdout = devnull, devnull
 	}
 
+	// Inside, the sandbox user is 1000:100 as in Nix; an unsandboxed
+	// build ran with host ids, so they stay what they are.
+	uid, gid := sandboxUID, sandboxGID
+	if spec.Unsandboxed {
+		uid, gid = ids.UID, ids.GID
+	}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{childArg0},
@@ -78,14 +84,14 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: cloneFlags(spec),
 			UidMappings: []syscall.SysProcIDMap{
-				{ContainerID: sandboxUID, HostID: ids.UID, Size: 1},
+				{ContainerID: uid, HostID: ids.UID, Size: 1},
 			},
 			GidMappings: []syscall.SysProcIDMap{
-				{ContainerID: sandboxGID, HostID: ids.GID, Size: 1},
+				{ContainerID: gid, HostID: ids.GID, Size: 1},
 			},
 			// Nix writes "deny" to setgroups too.
 			GidMappingsEnableSetgroups: false,
-			Credential:                 &syscall.Credential{Uid: sandboxUID, Gid: sandboxGID, NoSetGroups: true},
+			Credential:                 &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true},
 			// Keep what the set-up needs across the re-exec while
 			// already being uid 1000; dropped before the final execve.
 			AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN},
@@ -165,6 +171,11 @@ const (
 )
 
 func cloneFlags(spec *Spec) uintptr {
+	if spec.Unsandboxed {
+		// The mount namespace is for the copy's bind only; the PID
+		// namespace lets nbs end every process the command started.
+		return unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID
+	}
 	f := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWPID)
 	if !spec.HostNetwork {
 		f |= unix.CLONE_NEWNET

@@ -71,10 +71,17 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", fmt.Errorf("%s: SHELL is %s, which is not an executable file", envPath, shell)
 	}
 	sandboxBuildDir := "/build"
+	unsandboxed := false
 	if top, ok := ev.Get("NIX_BUILD_TOP"); ok && top != "" {
-		// The build wrote env-vars: its NIX_BUILD_TOP must not put the
-		// copy where the sandbox's own mounts go.
-		if err := CheckBuildDir(top); err != nil {
+		if unsandboxed = ranUnsandboxed(top, buildDir); unsandboxed {
+			// The copy goes over the original directory in our own
+			// mount namespace: it must be there, a real directory.
+			if info, err := os.Lstat(top); err != nil || !info.IsDir() {
+				return 0, "", fmt.Errorf("%s: the build ran without Nix's sandbox in %s, which is not a directory on this machine any more", envPath, top)
+			}
+		} else if err := CheckBuildDir(top); err != nil {
+			// The build wrote env-vars: its NIX_BUILD_TOP must not put
+			// the copy where the sandbox's own mounts go.
 			return 0, "", fmt.Errorf("%s: NIX_BUILD_TOP: %w", envPath, err)
 		}
 		sandboxBuildDir = top
@@ -182,6 +189,16 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		TTY:         tty,
 		Seccomp:     facts.seccomp,
 		NoNewPrivs:  facts.noNewPrivs,
+	}
+	if unsandboxed {
+		// What such a build saw: the host as it is, the build
+		// directory at its host path, the user's own ids.
+		log.Warn("this build ran without Nix's sandbox (sandbox = false); so does this shell: the host's file system, network and processes, with the build directory at " + sandboxBuildDir)
+		spec.Root = "/"
+		spec.Mounts = []Op{{Kind: OpBind, Source: wd.build(), Target: sandboxBuildDir}}
+		spec.Unsandboxed = true
+		spec.HostNetwork = true
+		spec.Hostname, spec.Domainname = "", ""
 	}
 	load := loadCommand(buildDir, sandboxBuildDir)
 	toolsPath := toolsPATH(tools)
@@ -512,6 +529,17 @@ func isHostRoot() bool {
 func hasKVM() bool {
 	_, err := os.Stat("/dev/kvm")
 	return err == nil
+}
+
+// ranUnsandboxed tells from NIX_BUILD_TOP whether the build ran without
+// Nix's sandbox: its build directory was then the host's own, the very
+// directory Nix kept (nix-build-NAME.drv-N up to 2.29, nix-PID-N
+// from 2.30), instead of sandbox-build-dir.
+func ranUnsandboxed(top, keptDir string) bool {
+	if top == keptDir {
+		return true
+	}
+	return top != "/build" && strings.HasPrefix(path.Base(top), "nix-build-") && strings.Contains(path.Base(top), ".drv-")
 }
 
 // loadCommand is the shell code that recreates the build's environment:

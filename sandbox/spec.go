@@ -28,6 +28,12 @@ type Spec struct {
 	// namespace holding only lo.
 	HostNetwork bool `json:"hostNetwork,omitempty"`
 
+	// Unsandboxed re-creates a build that ran without Nix's sandbox
+	// (sandbox = false): no namespaces but user, mount and PID ones, the
+	// host's file system with only the plan's binds on top (Root is
+	// "/"), the caller's own ids.
+	Unsandboxed bool `json:"unsandboxed,omitempty"`
+
 	// TTY makes the child open a pty in the sandbox's own devpts, send
 	// the master to the parent and use the slave as its controlling
 	// terminal and stdio.
