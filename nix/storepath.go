@@ -1,6 +1,9 @@
 package nix
 
-import "strings"
+import (
+	"path"
+	"strings"
+)
 
 // StoreDir is the only store directory nbs understands. Nix can be built
 // with another one (NIX_STORE_DIR), but then no binary cache works and
@@ -104,4 +107,14 @@ func isNameChar(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// DrvName is the name of a derivation from its store path:
+// /nix/store/HASH-NAME.drv → NAME.
+func DrvName(drv string) string {
+	b := strings.TrimSuffix(path.Base(drv), ".drv")
+	if i := strings.IndexByte(b, '-'); i >= 0 {
+		b = b[i+1:]
+	}
+	return b
 }

@@ -658,11 +658,7 @@ func promptName(drv string, ev *nix.EnvVars) string {
 		return n
 	}
 	if drv != "" {
-		b := path.Base(drv)
-		if i := strings.IndexByte(b, '-'); i >= 0 {
-			b = b[i+1:]
-		}
-		return strings.TrimSuffix(b, ".drv")
+		return nix.DrvName(drv)
 	}
 	return "sandbox"
 }

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nix-build-shell/nbs/nix"
 )
 
 func TestBuildArgs(t *testing.T) {
@@ -380,7 +382,7 @@ func TestCrossCheck(t *testing.T) {
 	want := []string{fooDir, barDir, "", "", ""}
 	for i, f := range fails {
 		if f.KeptDir != want[i] {
-			t.Errorf("%s: KeptDir %q, want %q", drvName(f.Drv), f.KeptDir, want[i])
+			t.Errorf("%s: KeptDir %q, want %q", nix.DrvName(f.Drv), f.KeptDir, want[i])
 		}
 	}
 

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nix-build-shell/nbs/nix"
 )
 
 // Failure is one failed derivation as the log reports it.
@@ -380,12 +382,12 @@ type byName struct {
 func (s *Scanner) index() byName {
 	x := byName{map[string][]building{}, map[string]string{}}
 	for _, b := range s.builds {
-		n := drvName(b.drv)
+		n := nix.DrvName(b.drv)
 		x.builds[n] = append(x.builds[n], b)
 	}
 	first := map[string]int{}
 	for d, f := range s.fails {
-		n := drvName(d)
+		n := nix.DrvName(d)
 		if old, ok := x.fails[n]; !ok || f.seq < first[n] || f.seq == first[n] && d < old {
 			x.fails[n], first[n] = d, f.seq
 		}
@@ -430,16 +432,6 @@ func (s *Scanner) noteDrv(x byName, n note) (drv string, ok bool) {
 		return x.find(name, n.seq), true
 	}
 	return n.last, true
-}
-
-// drvName is the name part of a derivation path:
-// /nix/store/HASH-NAME.drv → NAME.
-func drvName(drv string) string {
-	b := strings.TrimSuffix(path.Base(drv), ".drv")
-	if i := strings.IndexByte(b, '-'); i >= 0 {
-		b = b[i+1:]
-	}
-	return b
 }
 
 // buildDirName is NAME when dir, or the directory holding it, is

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/nix-build-shell/nbs/nix"
 )
 
 // watcher records the build directories that appear in the build-dir
@@ -171,7 +173,7 @@ func crossCheck(fails []Failure, created []string) {
 		if f.Builder != "" || f.KeptDir != "" {
 			continue
 		}
-		name := drvName(f.Drv)
+		name := nix.DrvName(f.Drv)
 		var found []string
 		for _, top := range created {
 			kept, ok := keptIn(top)
@@ -208,12 +210,12 @@ func crossCheck(fails []Failure, created []string) {
 		}
 	}
 	for i := range fails {
-		want := drvName(fails[i].Drv)
+		want := nix.DrvName(fails[i].Drv)
 		if names[i] == "" || names[i] == want {
 			continue
 		}
 		for j := range fails {
-			if j != i && names[j] == want && names[j] != drvName(fails[j].Drv) {
+			if j != i && names[j] == want && names[j] != nix.DrvName(fails[j].Drv) {
 				slog.Debug("build directories swapped by env-vars", "a", fails[i].Drv, "b", fails[j].Drv)
 				fails[i].KeptDir, fails[j].KeptDir = fails[j].KeptDir, fails[i].KeptDir
 				names[i], names[j] = names[j], names[i]

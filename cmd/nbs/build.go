@@ -244,7 +244,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	// the same name, which belongs to another build).
 	var kept []wrapper.Failure
 	for _, fl := range res.Failures {
-		name := drvName(fl.Drv)
+		name := nix.DrvName(fl.Drv)
 		switch {
 		case fl.KeptDir == "" && fl.Builder != "":
 			fmt.Fprintf(f.Stderr, "nbs: %s failed on %s%s, which kept no build directory: %s\n", name, builderFor(fl.Builder, builders).URI, exitText(fl.ExitCode), notKeptReason(fl, builders, wrapper.KeepFailedRefused(opts.Args)))
@@ -271,7 +271,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 			where = " on " + b.URI
 			enterCmd = "nbs shell --remote " + shellQuote(remoteURI(b)) + " " + shellQuote(fl.KeptDir)
 		}
-		what := fmt.Sprintf("nbs: %s failed%s%s; kept in %s", drvName(fl.Drv), where, exitText(fl.ExitCode), fl.KeptDir)
+		what := fmt.Sprintf("nbs: %s failed%s%s; kept in %s", nix.DrvName(fl.Drv), where, exitText(fl.ExitCode), fl.KeptDir)
 		if i == 0 && enter {
 			if fl.Builder != "" {
 				fmt.Fprintf(f.Stderr, "%s; entering its sandbox on that builder over ssh (%s)\n", what, fl.Drv)
@@ -359,7 +359,7 @@ func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, buil
 	}
 	if !known {
 		return 0, &hintError{
-			fmt.Errorf("the log says %s failed on %s, which is not one of this build's builders (--builders or the builders setting); nbs does not connect to it", drvName(fl.Drv), fl.Builder),
+			fmt.Errorf("the log says %s failed on %s, which is not one of this build's builders (--builders or the builders setting); nbs does not connect to it", nix.DrvName(fl.Drv), fl.Builder),
 			"if you trust that machine, enter it with: nbs shell --remote " + shellQuote(fl.Builder) + " " + shellQuote(fl.KeptDir),
 		}
 	}
@@ -497,15 +497,6 @@ func notKeptReason(fl wrapper.Failure, builders []wrapper.Builder, refused bool)
 	default:
 		return "Nix passes --keep-failed only to builders that build as root without a daemon, and nbs could not ask it (the builders come from the nix-daemon's settings, which an untrusted user cannot change); set keep-failed = true in the builder's nix.conf"
 	}
-}
-
-// drvName is the derivation's name: /nix/store/HASH-NAME.drv → NAME.
-func drvName(drv string) string {
-	b := filepath.Base(drv)
-	if i := strings.IndexByte(b, '-'); i >= 0 {
-		b = b[i+1:]
-	}
-	return strings.TrimSuffix(b, ".drv")
 }
 
 func exitText(code int) string {
