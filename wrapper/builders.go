@@ -171,7 +171,37 @@ func (b Builder) SameBuilder(printed string) bool {
 		return true
 	}
 	k, _ := KeepFailedURI(b.URI)
-	return printed == k
+	return sameURI(printed, k) || sameURI(printed, b.URI)
+}
+
+// sameURI compares two store URIs as Nix may print them: newer releases
+// print the query parameters sorted, not as written.
+func sameURI(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	if err1 != nil || err2 != nil || ua.Scheme != ub.Scheme || ua.User.String() != ub.User.String() ||
+		ua.Host != ub.Host || ua.Path != ub.Path || ua.Opaque != ub.Opaque {
+		return false
+	}
+	qa, qb := ua.Query(), ub.Query()
+	if len(qa) != len(qb) {
+		return false
+	}
+	for k, va := range qa {
+		vb := qb[k]
+		if len(va) != len(vb) {
+			return false
+		}
+		for i := range va {
+			if va[i] != vb[i] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // RewriteBuilders returns value (a builders setting) with every ssh:// and

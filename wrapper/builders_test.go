@@ -212,3 +212,16 @@ func FuzzParseBuilders(f *testing.F) {
 		}
 	})
 }
+
+// TestSameBuilderQueryOrder: Nix 2.34 prints a builder's query
+// parameters sorted, not as written.
+func TestSameBuilderQueryOrder(t *testing.T) {
+	b := Builder{URI: "ssh://nbs-builder?remote-store=daemon"}
+	printed := "ssh://nbs-builder?remote-program=nix-store%20--option%20keep-failed%20true&remote-store=daemon"
+	if !b.SameBuilder(printed) {
+		t.Errorf("%s is not recognised as %s", printed, b.URI)
+	}
+	if b.SameBuilder("ssh://other?remote-store=daemon") || b.SameBuilder("ssh://nbs-builder?remote-store=local") {
+		t.Error("a different builder is taken for this one")
+	}
+}
