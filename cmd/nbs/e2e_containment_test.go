@@ -88,12 +88,7 @@ func escFileID(t *testing.T, path string) string {
 // time limit, and stdio left to the caller.
 func escCommand(t *testing.T, r runner, args ...string) (*exec.Cmd, string) {
 	t.Helper()
-	tmp, err := os.MkdirTemp("", "nbs-e2e-tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(tmp, 0o1777)
-	t.Cleanup(func() { os.RemoveAll(tmp) })
+	tmp := privateTmp(t)
 	argv := append([]string{nbsBin}, args...)
 	home := "/nonexistent"
 	if r.user != nil {

@@ -175,12 +175,7 @@ type result struct {
 // and returns what it printed. extraEnv adds to a minimal environment.
 func runNBS(t *testing.T, u *testUser, extraEnv []string, args ...string) result {
 	t.Helper()
-	tmp, err := os.MkdirTemp("", "nbs-e2e-tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(tmp, 0o1777)
-	t.Cleanup(func() { os.RemoveAll(tmp) })
+	tmp := privateTmp(t)
 	argv := append([]string{nbsBin}, args...)
 	home := "/nonexistent"
 	if u != nil {
@@ -193,7 +188,7 @@ func runNBS(t *testing.T, u *testUser, extraEnv []string, args ...string) result
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=" + home}, extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

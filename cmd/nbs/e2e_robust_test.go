@@ -20,12 +20,7 @@ import (
 // waits until the command inside has printed its first line.
 func startNBS(t *testing.T, dir string, script string) (*exec.Cmd, string) {
 	t.Helper()
-	tmp, err := os.MkdirTemp("", "nbs-e2e-tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(tmp, 0o1777)
-	t.Cleanup(func() { os.RemoveAll(tmp) })
+	tmp := privateTmp(t)
 	cmd := exec.Command(nbsBin, "shell", dir, "sh", "-c", script)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=/nonexistent"}
 	out, err := cmd.StdoutPipe()

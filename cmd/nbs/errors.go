@@ -33,7 +33,8 @@ func (e *hintError) Unwrap() error { return e.err }
 
 // exitCode is the one place that turns errors into messages and exit
 // statuses.
-func exitCode(err error, stderr io.Writer) int {
+// helpFor is the command whose --help a usage error points to.
+func exitCode(err error, stderr io.Writer, helpFor string) int {
 	if err == nil {
 		return 0
 	}
@@ -49,7 +50,7 @@ func exitCode(err error, stderr io.Writer) int {
 	msg := "nbs: " + oneLine(err.Error())
 	var ue *usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
-		fmt.Fprintf(stderr, "%s (see 'nbs --help')\n", msg)
+		fmt.Fprintf(stderr, "%s (see '%s --help')\n", msg, helpFor)
 		return 2
 	}
 	var he *hintError

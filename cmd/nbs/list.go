@@ -25,7 +25,12 @@ type ListOptions struct {
 	Now       func() time.Time
 }
 
-func defaultCopyBases() []string { return []string{os.TempDir(), "/tmp"} }
+func defaultCopyBases() []string {
+	if t := os.TempDir(); t != "/tmp" {
+		return []string{t, "/tmp"}
+	}
+	return []string{"/tmp"}
+}
 
 func newCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
 	opts := &ListOptions{f: f, Search: nix.DefaultKeptSearch(), CopyBases: defaultCopyBases(), Now: time.Now}

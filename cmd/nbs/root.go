@@ -92,6 +92,10 @@ func run(args []string, stdin, stdout, stderr *os.File) int {
 	f := &Factory{Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	root := newRootCmd(f)
 	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return exitCode(err, stderr)
+	cmd, err := root.ExecuteContextC(context.Background())
+	helpFor := "nbs"
+	if cmd != nil {
+		helpFor = cmd.CommandPath()
+	}
+	return exitCode(err, stderr, helpFor)
 }
