@@ -17,6 +17,19 @@ import (
 // It adds the compat architectures of the host (x86 and x32 on x86_64,
 // arm on aarch64); other architectures are killed. We build the same
 // BPF program by hand instead of linking libseccomp.
+//
+// Nix lists the calls by name and its list predates setxattrat (Linux
+// 6.13), which sets the same attributes by another number and so passes
+// Nix's filter. nbs fails the *xattrat calls like their siblings:
+// setxattrat always, getxattrat with get*, listxattrat with list*.
+// removexattrat stays allowed, as removexattr is in Nix: removing an
+// attribute grants nothing.
+//
+// Checked against the syscall tables of Linux 6.18 (the last call is
+// 470, listns): no other call sets a mode or an extended attribute.
+// open_tree_attr (467) changes mount attributes and file_setattr (469)
+// the inode flags of FS_IOC_FSSETXATTR (immutable, project id, ...),
+// which Nix allows through that ioctl too.
 
 // seccompRule fails syscall nr with errno; with arg >= 0 only when that
 // argument has S_ISUID or S_ISGID set.
@@ -35,6 +48,9 @@ type seccompArch struct {
 	// lgetxattr, fgetxattr, listxattr, llistxattr, flistxattr, which
 	// every architecture numbers consecutively.
 	setxattr uint32
+	// setxattrat is the first of setxattrat, getxattrat, listxattrat
+	// (and removexattrat, allowed), consecutive too.
+	setxattrat uint32
 	// nrBit is or-ed into every number (x32's __X32_SYSCALL_BIT).
 	nrBit uint32
 }
@@ -45,14 +61,18 @@ const (
 	auditArchAarch64 = 0xc00000b7
 	auditArchARM     = 0x40000028
 	x32SyscallBit    = 0x40000000
+	// Since Linux 5.1 (424) a new call has the same number on every
+	// architecture.
+	nrFchmodat2  = 452
+	nrSetxattrat = 463
 )
 
 var (
-	archX8664   = seccompArch{audit: auditArchX8664, chmod: 90, fchmod: 91, fchmodat: 268, fchmodat2: 452, setxattr: 188}
-	archX32     = seccompArch{audit: auditArchX8664, chmod: 90, fchmod: 91, fchmodat: 268, fchmodat2: 452, setxattr: 188, nrBit: x32SyscallBit}
-	archI386    = seccompArch{audit: auditArchI386, chmod: 15, fchmod: 94, fchmodat: 306, fchmodat2: 452, setxattr: 226}
-	archAarch64 = seccompArch{audit: auditArchAarch64, fchmod: 52, fchmodat: 53, fchmodat2: 452, setxattr: 5}
-	archARM     = seccompArch{audit: auditArchARM, chmod: 15, fchmod: 94, fchmodat: 333, fchmodat2: 452, setxattr: 226}
+	archX8664   = seccompArch{audit: auditArchX8664, chmod: 90, fchmod: 91, fchmodat: 268, fchmodat2: nrFchmodat2, setxattr: 188, setxattrat: nrSetxattrat}
+	archX32     = seccompArch{audit: auditArchX8664, chmod: 90, fchmod: 91, fchmodat: 268, fchmodat2: nrFchmodat2, setxattr: 188, setxattrat: nrSetxattrat, nrBit: x32SyscallBit}
+	archI386    = seccompArch{audit: auditArchI386, chmod: 15, fchmod: 94, fchmodat: 306, fchmodat2: nrFchmodat2, setxattr: 226, setxattrat: nrSetxattrat}
+	archAarch64 = seccompArch{audit: auditArchAarch64, fchmod: 52, fchmodat: 53, fchmodat2: nrFchmodat2, setxattr: 5, setxattrat: nrSetxattrat}
+	archARM     = seccompArch{audit: auditArchARM, chmod: 15, fchmod: 94, fchmodat: 333, fchmodat2: nrFchmodat2, setxattr: 226, setxattrat: nrSetxattrat}
 )
 
 // seccompArches returns the architectures Nix's filter covers on goarch,
@@ -80,17 +100,17 @@ func (a seccompArch) rules(p SeccompProfile) []seccompRule {
 	if p.Fchmodat2 {
 		mode(a.fchmodat2, 2)
 	}
-	xattr := func(first uint32) {
-		for i := uint32(0); i < 3; i++ {
-			r = append(r, seccompRule{(first + i) | a.nrBit, -1, unix.ENOTSUP})
+	xattr := func(nrs ...uint32) {
+		for _, nr := range nrs {
+			r = append(r, seccompRule{nr | a.nrBit, -1, unix.ENOTSUP})
 		}
 	}
-	xattr(a.setxattr)
+	xattr(a.setxattr, a.setxattr+1, a.setxattr+2, a.setxattrat)
 	if p.GetXattr {
-		xattr(a.setxattr + 3)
+		xattr(a.setxattr+3, a.setxattr+4, a.setxattr+5, a.setxattrat+1)
 	}
 	if p.ListXattr {
-		xattr(a.setxattr + 6)
+		xattr(a.setxattr+6, a.setxattr+7, a.setxattr+8, a.setxattrat+2)
 	}
 	return r
 }
