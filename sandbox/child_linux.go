@@ -194,6 +194,13 @@ func applyOp(root string, op Op) error {
 		return nil
 	case OpBind:
 		return bindOp(t, op)
+	case OpRebind:
+		if !filepath.IsAbs(op.Source) || filepath.Clean(op.Source) != op.Source {
+			return fmt.Errorf("%s: source must be a clean absolute path", op)
+		}
+		inside := op
+		inside.Kind, inside.Source = OpBind, filepath.Join(root, op.Source)
+		return bindOp(t, inside)
 	case OpMount:
 		if err := os.MkdirAll(t, 0o755); err != nil {
 			return fmt.Errorf("%s: %w", op, err)

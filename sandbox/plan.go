@@ -17,6 +17,7 @@ const (
 	OpFile    OpKind = "file"    // file Target with Mode and contents Data
 	OpSymlink OpKind = "symlink" // symlink Target pointing to Source
 	OpBind    OpKind = "bind"    // bind host Source on Target (file or dir, made to match)
+	OpRebind  OpKind = "rebind"  // bind Source, a path inside the sandbox made by an earlier step, on Target
 	OpMount   OpKind = "mount"   // new file system FSType on Target with options Data
 	OpChmod   OpKind = "chmod"   // chmod Target to Mode
 )
@@ -54,6 +55,8 @@ func (o Op) String() string {
 		return fmt.Sprintf("file %s %#o (%d bytes)", o.Target, o.Mode, len(o.Data))
 	case OpSymlink:
 		return fmt.Sprintf("symlink %s -> %s", o.Target, o.Source)
+	case OpRebind:
+		return fmt.Sprintf("rebind %s on %s", o.Source, o.Target)
 	case OpBind:
 		var fl []string
 		if o.Recursive {
@@ -185,7 +188,7 @@ var devNodes = []string{"full", "null", "random", "tty", "urandom", "zero"}
 // NewPlan returns the mount plan for c, in the order Nix's runChild
 // applies it: skeleton and /dev, /etc, every bind sorted by target (Nix
 // keeps pathsInChroot in a std::map), then /proc, /dev/shm and
-// /dev/pts, then the final modes.
+// /dev/pts (with /dev/ptmx), then the final modes.
 func NewPlan(c PlanConfig) []Op {
 	buildDir := c.SandboxBuildDir
 	if buildDir == "" {
@@ -215,7 +218,6 @@ func NewPlan(c PlanConfig) []Op {
 		{Kind: OpSymlink, Target: "/dev/stdin", Source: "/proc/self/fd/0"},
 		{Kind: OpSymlink, Target: "/dev/stdout", Source: "/proc/self/fd/1"},
 		{Kind: OpSymlink, Target: "/dev/stderr", Source: "/proc/self/fd/2"},
-		{Kind: OpSymlink, Target: "/dev/ptmx", Source: "/dev/pts/ptmx"},
 		{Kind: OpMkdir, Target: "/dev/pts", Mode: 0o755},
 		{Kind: OpMkdir, Target: "/dev/shm", Mode: 0o1777},
 		{Kind: OpFile, Target: "/etc/passwd", Mode: 0o644, Data: etcPasswd(buildDir)},
@@ -284,6 +286,12 @@ func NewPlan(c PlanConfig) []Op {
 		// (its mount options keep ptmxmode=000).
 		Op{Kind: OpMount, FSType: "devpts", Target: "/dev/pts", Data: "newinstance,mode=0620"},
 		Op{Kind: OpChmod, Target: "/dev/pts/ptmx", Mode: 0o666},
+		// Nix makes /dev/ptmx a symlink to /dev/pts/ptmx; the
+		// assignment lists it among the character devices. A bind of
+		// the new instance's ptmx is one, and still allocates in that
+		// instance (the kernel takes the devpts of the mount it is
+		// opened through), never in the host's.
+		Op{Kind: OpRebind, Source: "/dev/pts/ptmx", Target: "/dev/ptmx"},
 		Op{Kind: OpChmod, Target: buildDir, Mode: 0o700},
 		Op{Kind: OpChmod, Target: "/tmp", Mode: 0o1777},
 		Op{Kind: OpChmod, Target: "/etc", Mode: etcMode},

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"flag"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,10 +73,18 @@ func TestNewPlanInvariants(t *testing.T) {
 			}
 		case OpMount:
 			mounted = true
+		case OpRebind:
+			// Its source is inside the sandbox: a mount made earlier.
+			if !seen["mount "+path.Dir(op.Source)] {
+				t.Errorf("%s comes before the mount of %s", op, path.Dir(op.Source))
+			}
 		}
 		seen[op.Kind.String()+" "+op.Target] = true
 	}
-	for _, want := range []string{"bind /build", "bind /tmp", "bind /dev/null", "mount /proc", "mount /dev/pts", "mount /dev/shm", "file /etc/passwd", "file /etc/group", "file /etc/hosts", "symlink /dev/ptmx", "chmod /build"} {
+	if seen["symlink /dev/ptmx"] {
+		t.Error("/dev/ptmx is a symlink; the assignment wants a character device")
+	}
+	for _, want := range []string{"bind /build", "bind /tmp", "bind /dev/null", "mount /proc", "mount /dev/pts", "mount /dev/shm", "file /etc/passwd", "file /etc/group", "file /etc/hosts", "rebind /dev/ptmx", "chmod /build"} {
 		if !seen[want] {
 			t.Errorf("plan has no %q", want)
 		}

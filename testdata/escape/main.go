@@ -189,6 +189,8 @@ func probe(o out, fds []string, args []string) {
 	ttyAttempts(o)
 	procExe(o)
 	privileges(o, f.nonce)
+	xattrs(o, f.nonce)
+	ptmx(o)
 	handles(o)
 	procWrites(o)
 	runNested(o, f.nonce)
@@ -645,6 +647,51 @@ func ttyAttempts(o out) {
 	}
 }
 
+// ptmx: /dev/ptmx is a character device (the assignment's test lists
+// /dev for one) that allocates in the sandbox's own devpts instance: the
+// new pty's device must be that of /dev/pts inside, which the test
+// compares with the host's devpts.
+func ptmx(o out) {
+	var st unix.Stat_t
+	if err := unix.Lstat("/dev/ptmx", &st); err != nil {
+		o.say("ptmx type", "%s", res(err))
+	} else if st.Mode&unix.S_IFMT != unix.S_IFCHR {
+		o.say("ptmx type", "mode %#o, not a character device", st.Mode)
+	} else {
+		o.say("ptmx type", "char %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		o.say("ptmx pty devpts", "%s", res(err))
+		return
+	}
+	defer unix.Close(m)
+	n, err := unix.IoctlGetInt(m, unix.TIOCGPTN)
+	if err == nil {
+		err = unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0)
+	}
+	peer := -1
+	if err == nil {
+		// The slave as the master's devpts instance knows it, whatever
+		// path names it.
+		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(m), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+		peer, err = int(r), errnoOf(e)
+	}
+	var ps, pts, named unix.Stat_t
+	if err == nil {
+		defer unix.Close(peer)
+		err = unix.Fstat(peer, &ps)
+	}
+	if err != nil {
+		o.say("ptmx pty devpts", "%s", res(err))
+		return
+	}
+	o.say("ptmx pty devpts", "%d:%d", unix.Major(ps.Dev), unix.Minor(ps.Dev))
+	in := unix.Stat("/dev/pts", &pts) == nil && pts.Dev == ps.Dev &&
+		unix.Stat(fmt.Sprintf("/dev/pts/%d", n), &named) == nil && named.Rdev == ps.Rdev
+	o.say("ptmx pty in /dev/pts", "%v", in)
+}
+
 // inject pushes the payload into fd's input queue, one byte per ioctl.
 func inject(fd int) error {
 	for i := 0; i < len(payload); i++ {
@@ -778,6 +825,60 @@ func privileges(o out, nonce string) {
 	o.say("chroot", "%s", res(unix.Chroot("/tmp")))
 	for _, p := range append(storeMounts(), "/", "/bin/sh") {
 		remountRW(o, p)
+	}
+}
+
+// sysSetxattrat is setxattrat's number (Linux 6.13) on every
+// architecture; golang.org/x/sys does not name it yet.
+const sysSetxattrat = 463
+
+// xattrArgs is struct xattr_args, setxattrat's value argument.
+type xattrArgs struct {
+	value uint64
+	size  uint32
+	flags uint32
+}
+
+// setxattrat sets name on dirfd/path with the raw system call.
+func setxattrat(dirfd int, path string, atFlags int, name string, value []byte) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	n, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	args := xattrArgs{value: uint64(uintptr(unsafe.Pointer(&value[0]))), size: uint32(len(value))}
+	_, _, e := unix.Syscall6(sysSetxattrat, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(atFlags),
+		uintptr(unsafe.Pointer(n)), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+	runtime.KeepAlive(value)
+	return errnoOf(e)
+}
+
+// xattrs: extended attributes (ACLs, file capabilities) on a file of
+// our own, by every call that sets them. Nix's filter fails setxattr,
+// lsetxattr and fsetxattr with ENOTSUP; setxattrat is newer than it.
+func xattrs(o out, nonce string) {
+	f := "/tmp/nbs-escape-xattr-" + nonce
+	fd, err := unix.Open(f, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		o.say("xattr test file", "%s", res(err))
+		return
+	}
+	defer unix.Unlink(f)
+	defer unix.Close(fd)
+	// A v2 file capability granting nothing: magic and version only.
+	fcap := []byte{0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	for _, x := range []struct {
+		name  string
+		value []byte
+	}{{"user.nbs", []byte("1")}, {"security.capability", fcap}} {
+		o.say("setxattr "+x.name, "%s", res(unix.Setxattr(f, x.name, x.value, 0)))
+		o.say("lsetxattr "+x.name, "%s", res(unix.Lsetxattr(f, x.name, x.value, 0)))
+		o.say("fsetxattr "+x.name, "%s", res(unix.Fsetxattr(fd, x.name, x.value, 0)))
+		o.say("setxattrat "+x.name, "%s", res(setxattrat(unix.AT_FDCWD, f, 0, x.name, x.value)))
+		o.say("setxattrat fd "+x.name, "%s", res(setxattrat(fd, "", unix.AT_EMPTY_PATH, x.name, x.value)))
 	}
 }
 
@@ -939,6 +1040,9 @@ func nested(o out, nonce string) {
 	}
 	o.say("mknod block device", "%s", res(unix.Mknod("/tmp/nbs-escape-sda-"+nonce, unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0)))))
 	unix.Unlink("/tmp/nbs-escape-sda-" + nonce)
+	// Root of this namespace may set a namespaced file capability:
+	// the filter must stop it here too.
+	xattrs(o, nonce)
 	handles(o)
 	procWrites(o)
 	// Last, as it changes our root: the classic chroot escape. The cwd
