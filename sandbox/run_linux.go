@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
 	"syscall"
 
+	"github.com/nix-build-shell/nbs/sandbox/diff"
 	"golang.org/x/sys/unix"
 )
 
@@ -241,4 +243,45 @@ func (p *Process) Wait(ctx context.Context) (int, error) {
 		return ee.ExitCode(), nil
 	}
 	return -1, err
+}
+
+// run starts the sandbox for s as ids, relays the user's terminal to its
+// pty (spec.TTY) and waits for its PID 1, which ctx ending kills. It
+// returns the command's status as Process.Wait does.
+func run(ctx context.Context, s *Spec, ids Owner, stdin, stdout, stderr *os.File) (int, error) {
+	p, err := Start(s, ids, stdin, stdout, stderr)
+	if err != nil {
+		return 0, err
+	}
+	stopRelay := func() {}
+	if m := p.Master(); m != nil {
+		_, stop, err := Relay(m, stdin, stdout)
+		if err != nil {
+			p.Kill()
+			p.Wait(context.Background())
+			return 0, fmt.Errorf("set up terminal: %w", err)
+		}
+		stopRelay = stop
+	}
+	status, err := p.Wait(ctx)
+	stopRelay()
+	p.Close()
+	return status, err
+}
+
+// reportChanges compares the copy with the kept directory and tells
+// changed what differs, if anything. Entries the copy could not include
+// are not counted as removed. A comparison that fails (the sandbox may
+// have made a directory unreadable) is only a debug message: the
+// session itself went well.
+func reportChanges(kept, copy string, notCopied []string, changed func(diff.Summary), log *slog.Logger) {
+	cs, err := diff.Trees(kept, copy, diff.Options{Ignore: notCopied})
+	if err != nil {
+		log.Debug("cannot compare /build with the kept directory", "err", err)
+		return
+	}
+	if s := diff.Summarize(cs); !s.Empty() {
+		log.Debug("/build changed", "summary", s.String())
+		changed(s)
+	}
 }

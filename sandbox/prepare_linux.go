@@ -1,0 +1,145 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/nix-build-shell/nbs/nix"
+)
+
+// keptBuild is what the failed build left and what it needs here, read
+// and checked before anything is created: bad input leaves nothing
+// behind.
+type keptBuild struct {
+	// dir is the build directory itself (Config.Dir, or the one newer
+	// Nix nests in it); env is what its env-vars says.
+	dir string
+	env *nix.EnvVars
+	// shell is env-vars' SHELL, an executable file on this machine.
+	shell string
+	// sandboxDir is where the build ran: NIX_BUILD_TOP, /build when
+	// env-vars has none. unsandboxed: the build ran without Nix's
+	// sandbox, in sandboxDir on the host.
+	sandboxDir  string
+	unsandboxed bool
+	// tools are Config.With as store paths.
+	tools []string
+}
+
+// readBuild finds the build directory in dir, reads its env-vars and
+// checks what the sandbox will rely on: the build's shell, where the
+// build ran, the --with tools.
+func readBuild(dir string, with []string) (*keptBuild, error) {
+	buildDir, err := nix.FindBuildDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	b := &keptBuild{dir: buildDir, sandboxDir: "/build"}
+	envPath := filepath.Join(buildDir, "env-vars")
+	if b.env, err = nix.ReadEnvVars(envPath); err != nil {
+		return nil, explainUnreadable(envPath, err)
+	}
+	if b.shell, err = b.env.Shell(); err != nil {
+		return nil, fmt.Errorf("%s: %w", envPath, err)
+	}
+	if st, err := os.Stat(b.shell); err != nil {
+		return nil, fmt.Errorf("%s: SHELL is %s, which does not exist on this machine (garbage-collected? rebuild the derivation to get it back): %w", envPath, b.shell, err)
+	} else if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return nil, fmt.Errorf("%s: SHELL is %s, which is not an executable file", envPath, b.shell)
+	}
+	if top, ok := b.env.Get("NIX_BUILD_TOP"); ok && top != "" {
+		if b.unsandboxed = ranUnsandboxed(top, buildDir); b.unsandboxed {
+			// The copy goes over the original directory in our own
+			// mount namespace: it must be there, a real directory.
+			if info, err := os.Lstat(top); err != nil || !info.IsDir() {
+				return nil, fmt.Errorf("%s: the build ran without Nix's sandbox in %s, which is not a directory on this machine any more", envPath, top)
+			}
+		} else if err := CheckBuildDir(top); err != nil {
+			// The build wrote env-vars: its NIX_BUILD_TOP must not put
+			// the copy where the sandbox's own mounts go.
+			return nil, fmt.Errorf("%s: NIX_BUILD_TOP: %w", envPath, err)
+		}
+		b.sandboxDir = top
+	}
+	if b.tools, err = toolPaths(with); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ranUnsandboxed tells from NIX_BUILD_TOP whether the build ran without
+// Nix's sandbox: its build directory was then the host's own, the very
+// directory Nix kept (nix-build-NAME.drv-N up to 2.29, nix-PID-N
+// from 2.30), instead of sandbox-build-dir.
+func ranUnsandboxed(top, keptDir string) bool {
+	if top == keptDir {
+		return true
+	}
+	return top != "/build" && strings.HasPrefix(path.Base(top), "nix-build-") && strings.Contains(path.Base(top), ".drv-")
+}
+
+// explainUnreadable says precisely why env-vars cannot be read: recent
+// nixpkgs writes it 0600 for the build user, and some Nix releases leave
+// the kept directory's top root-only.
+func explainUnreadable(path string, err error) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	// Find the first path component we may not pass or read.
+	for p := path; p != "/" && p != "."; p = filepath.Dir(p) {
+		info, serr := os.Stat(p)
+		if serr != nil {
+			continue
+		}
+		mode := unixAccess(p, info.IsDir())
+		if mode == nil {
+			continue
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		return fmt.Errorf("%w: cannot read %s: %v (owned by %s, mode %#o); Nix's build user owns it",
+			ErrUnreadable, p, mode, userName(st.Uid), info.Mode().Perm())
+	}
+	return fmt.Errorf("%w: %v", ErrUnreadable, err)
+}
+
+func unixAccess(p string, dir bool) error {
+	mode := uint32(4) // R_OK
+	if dir {
+		mode = 1 | 4 // X_OK|R_OK
+	}
+	return syscall.Access(p, mode)
+}
+
+func userName(uid uint32) string {
+	if u, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(int(uid))
+}
+
+// readHostFacts asks the local Nix for its version and settings; without
+// a usable nix, today's Nix defaults apply.
+func readHostFacts(ctx context.Context, log *slog.Logger) hostFacts {
+	v, settings := latest, nix.Settings{}
+	if h, err := nix.ReadHost(ctx); err != nil {
+		log.Debug("cannot ask nix for its settings; using defaults of Nix "+latest.String(), "err", err)
+	} else {
+		v, settings = h.Version, h.Settings
+		log.Debug("nix", "version", v.String())
+	}
+	f, errs := factsFor(v, settings)
+	for _, err := range errs {
+		log.Warn("ignoring a sandbox-paths entry", "err", err)
+	}
+	return f
+}

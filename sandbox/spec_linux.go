@@ -1,0 +1,104 @@
+package sandbox
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// newSpec describes the sandbox the build ran in, over the workspace:
+// Nix's mount plan, environment, names and per-process state, and the
+// command that runs in it.
+func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.Logger) *Spec {
+	// Fixed-output derivations keep the host's network in Nix (no
+	// network namespace) and see its resolv.conf, services and hosts.
+	_, fixedOutput := b.env.Get("outputHash")
+	if fixedOutput {
+		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")
+	}
+	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
+	s := &Spec{
+		Root: ws.dir.root(),
+		Mounts: NewPlan(PlanConfig{
+			BuildDir:        ws.dir.build(),
+			SandboxBuildDir: b.sandboxDir,
+			TmpDir:          ws.dir.tmp(),
+			Shell:           b.shell,
+			StorePaths:      ws.storePaths,
+			StoreDirSource:  ws.dir.store(),
+			KVM:             hasKVM(),
+			ShmSize:         facts.shmSize,
+			EtcMode:         facts.etcMode,
+			Extra:           facts.extra,
+			HostNetwork:     fixedOutput,
+		}),
+		Env:         b.env.Environ(),
+		Cwd:         b.sandboxDir,
+		Hostname:    "localhost",
+		Domainname:  "(none)",
+		HostNetwork: fixedOutput,
+		TTY:         tty,
+		Seccomp:     facts.seccomp,
+		NoNewPrivs:  facts.noNewPrivs,
+	}
+	if b.unsandboxed {
+		// What such a build saw: the host as it is, the build
+		// directory at its host path, the user's own ids.
+		log.Warn("this build ran without Nix's sandbox (sandbox = false); so does this shell: the host's file system, network and processes, with the build directory at " + b.sandboxDir)
+		s.Root = "/"
+		s.Mounts = []Op{{Kind: OpBind, Source: ws.dir.build(), Target: b.sandboxDir}}
+		s.Unsandboxed = true
+		s.HostNetwork = true
+		s.Hostname, s.Domainname = "", ""
+	}
+	s.Argv, s.RC = command(c, b, log)
+	for _, op := range s.Mounts {
+		log.Debug("mount plan", "op", op.String())
+	}
+	return s
+}
+
+// command is the argv (and the interactive shell's rc file) of what runs
+// in the sandbox: $SHELL with the build's environment loaded and the
+// --with tools first in PATH, then Config.Script, Config.Command or an
+// interactive shell.
+func command(c Config, b *keptBuild, log *slog.Logger) ([]string, string) {
+	load := loadCommand(b.dir, b.sandboxDir)
+	toolsPath := toolsPATH(b.tools)
+	if len(b.tools) > 0 {
+		log.Debug("tools added to the sandbox and PATH", "paths", strings.Join(b.tools, " "))
+	}
+	withTools := load
+	if toolsPath != "" {
+		withTools += "; " + toolsPath
+	}
+	switch {
+	case c.Script != "":
+		return []string{b.shell, "-c", withTools + "\n" + c.Script}, ""
+	case len(c.Command) > 0:
+		return append([]string{b.shell, "-c", withTools + `; exec "$@"`, "--"}, c.Command...), ""
+	}
+	rc := rcConfig{
+		shell:    b.shell,
+		load:     load,
+		tools:    toolsPath,
+		buildDir: b.sandboxDir,
+		name:     promptName(c.Drv, b.env),
+		color:    os.Getenv("NO_COLOR") == "",
+	}
+	if setup, ok := stdenvSetup(b.env); ok {
+		rc.stdenvSetup = setup
+		rc.phases = stdenvPhases(b.env)
+		log.Debug("stdenv: the shell sources its setup", "setup", setup)
+	}
+	return interactiveShell(rc)
+}
+
+// hasKVM: Nix binds /dev/kvm when the machine's system-features contain
+// kvm, which they do by default when the daemon (root) can use the
+// device. The assignment asks for it whenever the host has it; binding
+// needs no access to the device, so an ordinary caller gets it too.
+func hasKVM() bool {
+	_, err := os.Stat("/dev/kvm")
+	return err == nil
+}

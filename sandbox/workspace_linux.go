@@ -1,0 +1,180 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/nix-build-shell/nbs/nix"
+)
+
+// workspace is the sandbox's private state on the host: a work directory
+// (see workDir) with the copy of the kept directory in it, and the store
+// paths the sandbox shows.
+type workspace struct {
+	dir *workDir
+	// chown: see sandboxUser.chown.
+	chown *Owner
+	// notCopied are the entries of the kept directory the caller could
+	// not read: missing from the copy, not removed by the command.
+	notCopied []string
+	// storePaths is the store view (storeView); nil shows the whole
+	// store, read-only.
+	storePaths []string
+}
+
+// openWorkspace creates a work directory in $TMPDIR for u, first
+// removing the ones earlier nbs left behind when they were killed.
+func openWorkspace(u *sandboxUser, log *slog.Logger) (*workspace, error) {
+	base := os.TempDir()
+	if u.chown != nil {
+		if err := reachable(base, u.ids); err != nil {
+			return nil, err
+		}
+	}
+	if removed, err := CleanStale(base); err != nil {
+		log.Warn("could not remove a stale copy", "err", err)
+	} else if len(removed) > 0 {
+		log.Debug("removed stale copies", "dirs", removed)
+	}
+	wd, err := newWorkDir(base, u.chown)
+	if err != nil {
+		return nil, err
+	}
+	return &workspace{dir: wd, chown: u.chown}, nil
+}
+
+// copy copies the kept directory buildDir to the work directory's
+// build/. Entries it cannot read are left out with a warning (and
+// remembered in notCopied), as are those no copy can re-create.
+func (w *workspace) copy(ctx context.Context, buildDir string, progress func(CopyProgress), log *slog.Logger) error {
+	log.Debug("copying kept directory", "from", buildDir, "to", w.dir.build())
+	report, err := CopyTree(ctx, buildDir, w.dir.build(), CopyOptions{Chown: w.chown, Progress: progress})
+	var unreadable *UnreadableError
+	switch {
+	case errors.As(err, &unreadable):
+		w.notCopied = unreadable.Paths
+		log.Warn(err.Error() + "; they are missing from /build (run nbs with sudo to copy them)")
+	case err != nil:
+		return err
+	}
+	for _, s := range report.Skipped {
+		log.Warn("not copied (cannot be re-created): " + s)
+	}
+	return nil
+}
+
+// close ends the workspace once the session has ended with err. With
+// keep and no error the work directory stays, marked as a copy of origin
+// before its lock is let go, so that no later nbs takes it for an
+// abandoned one, and the copy's path is returned; otherwise it is
+// removed. It returns the session's error, or its own.
+func (w *workspace) close(keep bool, origin string, err error) (keptCopy string, _ error) {
+	if keep && err == nil {
+		if err = writeOrigin(w.dir.path, CanonicalDir(origin), w.chown); err == nil {
+			w.dir.lock.Close()
+			return w.dir.build(), nil
+		}
+	}
+	if rerr := w.dir.remove(); rerr != nil && err == nil {
+		err = fmt.Errorf("remove copy %s: %w", w.dir.path, rerr)
+	}
+	return "", err
+}
+
+// reachable checks that the sandbox user can reach dir: as root nbs
+// creates the work directory there, and the sandbox, running as owner,
+// must be able to get to it.
+func reachable(dir string, owner Owner) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		info, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("work directory base %s: %w", dir, err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		m := info.Mode().Perm()
+		ok := m&0o001 != 0 || (int(st.Uid) == owner.UID && m&0o100 != 0) || (int(st.Gid) == owner.GID && m&0o010 != 0)
+		if !ok {
+			return fmt.Errorf("the sandbox runs as uid %d, which cannot reach %s (mode %#o) on the way to the work directory in %s; set TMPDIR to a directory it can reach, e.g. TMPDIR=/tmp", owner.UID, p, m, dir)
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+func mappingSources(ms []PathMapping) []string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.Source)
+	}
+	return s
+}
+
+// storeView returns the store paths the sandbox shows, as Nix does: the
+// closure of the derivation's inputs (found from env-vars when nbs build
+// did not name it) plus that of the store paths in sandbox-paths. When
+// the derivation cannot be found, the closure of the store paths env-vars
+// mentions stands in; when no closure can be computed at all, nil (the
+// whole store, read-only) with a warning. The tools (--with) and their
+// closure are added.
+func storeView(ctx context.Context, drvPath string, ev *nix.EnvVars, extra, tools []string, log *slog.Logger) []string {
+	var d *nix.Derivation
+	var err error
+	if drvPath != "" {
+		d, err = nix.ReadDerivation(drvPath)
+	} else {
+		name, _ := ev.Get("name")
+		out, _ := ev.Get("out")
+		if name != "" && out != "" {
+			drvPath, d, err = nix.FindDerivation(nix.StoreDir, name, out)
+		} else {
+			err = errors.New("env-vars has no name and out")
+		}
+	}
+	var roots []string
+	if err == nil {
+		roots, err = d.InputPaths()
+	}
+	if err != nil {
+		log.Debug("derivation unknown; taking the store paths env-vars names", "err", err)
+		outputs := map[string]bool{}
+		names, ok := ev.Get("outputs")
+		if !ok {
+			names = "out"
+		}
+		for _, o := range strings.Fields(names) {
+			if p, ok := ev.Get(o); ok {
+				outputs[p] = true
+			}
+		}
+		for _, v := range ev.Vars {
+			for _, p := range nix.StorePathsIn(v.Value) {
+				if !outputs[p] {
+					roots = append(roots, p)
+				}
+			}
+		}
+	} else {
+		log.Debug("store view from the derivation's inputs", "drv", drvPath)
+	}
+	for _, p := range extra {
+		roots = append(roots, nix.StorePathsIn(p)...)
+	}
+	// Tools the user asked for (--with), with their closure.
+	roots = append(roots, tools...)
+	closure, err := nix.Requisites(ctx, nix.ExistingStorePaths(roots))
+	if err != nil {
+		log.Warn("cannot compute the build's input closure; showing the whole store read-only", "err", err)
+		return nil
+	}
+	if closure == nil {
+		closure = []string{}
+	}
+	return closure
+}
