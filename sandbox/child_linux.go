@@ -41,12 +41,10 @@ func ChildMain() {
 	// Capabilities, no_new_privs and seccomp are per thread: everything
 	// runs on this one thread, which ends in execve.
 	runtime.LockOSThread()
-	step, err := runChild()
-	if err != nil {
-		b, _ := json.Marshal(childError{Step: step, Err: err.Error()})
-		if _, werr := unix.Write(errFD, b); werr != nil {
-			fmt.Fprintf(os.Stderr, "nbs: sandbox set-up: %s: %v\n", step, err)
-		}
+	step, err := runChild() // returns only when a step failed
+	b, _ := json.Marshal(childError{Step: step, Err: err.Error()})
+	if _, werr := unix.Write(errFD, b); werr != nil {
+		fmt.Fprintf(os.Stderr, "nbs: sandbox set-up: %s: %v\n", step, err)
 	}
 	os.Exit(127)
 }

@@ -24,9 +24,6 @@ type Config struct {
 	// Drv is the failed derivation when known (nbs build); its inputs
 	// make the store view.
 	Drv string
-	// FullStore shows the whole host /nix read-only instead of the
-	// build's input closure.
-	FullStore bool
 	// With are store paths (or paths inside them) added to the sandbox
 	// with their closure, read-only, their bin/ directories put first
 	// in PATH after env-vars is sourced: tools to debug with (gdb,

@@ -17,8 +17,12 @@ type hostFacts struct {
 // latest is assumed when no nix can be asked: today's Nix.
 var latest = nix.Version{Major: 2, Minor: 34, Patch: 0}
 
-// factsFor maps a Nix version and its settings to sandbox facts
-// (NIX-SANDBOX-HISTORY.md §3 and §4).
+// factsFor maps a Nix version and its settings to sandbox facts, as
+// Nix's src/libstore/linux/build/linux-derivation-builder.cc uses them
+// (src/libstore/build/local-derivation-goal.cc in older releases): the
+// chmod of /etc and the /dev/shm mount in enterChroot (runChild before
+// 2.30), the rules of setupSeccomp, no_new_privs. The settings are
+// declared in Nix's globals.hh (local-settings.hh from 2.34).
 func factsFor(v nix.Version, s nix.Settings) (hostFacts, []error) {
 	f := hostFacts{
 		noNewPrivs: !s.Bool("allow-new-privileges", false),

@@ -122,8 +122,8 @@ type PlanConfig struct {
 	// real Nix has it only through sandbox-paths).
 	Shell string
 	// StorePaths, when non-nil, is the input closure: only these paths
-	// appear under /nix/store, as in Nix. Nil binds the whole host /nix
-	// read-only (--full-store).
+	// appear under /nix/store, as in Nix. Nil binds the whole host store
+	// read-only (storeView, when no closure can be computed).
 	StorePaths []string
 	// StoreDir is the store directory (/nix/store).
 	StoreDir string

@@ -46,7 +46,9 @@ type Spec struct {
 }
 
 // SeccompProfile selects the rules of Nix's setupSeccomp that differ
-// between Nix releases (NIX-SANDBOX-HISTORY.md §4).
+// between Nix releases (setupSeccomp in Nix's
+// src/libstore/linux/build/linux-derivation-builder.cc; in
+// src/libstore/build/local-derivation-goal.cc in older releases).
 type SeccompProfile struct {
 	// Fchmodat2 adds fchmodat2 (2.22+, backported to 2.18.3–2.18.9).
 	Fchmodat2 bool `json:"fchmodat2,omitempty"`
