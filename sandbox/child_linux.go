@@ -18,12 +18,12 @@ const childArg0 = "nbs-sandbox-child"
 
 // The child's inherited descriptors (exec.Cmd.ExtraFiles start at 3).
 const (
-	specFD = 3 // parent → child: the Spec as JSON, then EOF
+	specFD = 3 // parent → child: the spec as JSON, then EOF
 	errFD  = 4 // child → parent: a childError as JSON; close-on-exec, so EOF means execve succeeded
-	ptyFD  = 5 // child → parent: the pty master, as SCM_RIGHTS (Spec.TTY only)
+	ptyFD  = 5 // child → parent: the pty master, as SCM_RIGHTS (spec.TTY only)
 )
 
-// rcFD is where the interactive shell finds Spec.RC (bash --rcfile /dev/fd/3).
+// rcFD is where the interactive shell finds spec.RC (bash --rcfile /dev/fd/3).
 const rcFD = 3
 
 // IsChild reports whether this process is the sandbox child.
@@ -53,14 +53,14 @@ func ChildMain() {
 // derivation-builder.cc): network, UTS, mounts, pivot_root, then the
 // per-process state, and finally execve. It returns only on failure.
 func runChild() (string, error) {
-	spec, err := readSpec()
+	sp, err := readSpec()
 	if err != nil {
 		return "read spec", err
 	}
 	steps := []struct {
 		name string
-		run  func(*Spec) error
-		// sandboxOnly steps are skipped for Spec.Unsandboxed.
+		run  func(*spec) error
+		// sandboxOnly steps are skipped for spec.Unsandboxed.
 		sandboxOnly bool
 	}{
 		{"bring up loopback", setupLoopback, true},
@@ -74,23 +74,23 @@ func runChild() (string, error) {
 		{"exec", execCommand, false},
 	}
 	for _, s := range steps {
-		if s.sandboxOnly && spec.Unsandboxed {
+		if s.sandboxOnly && sp.Unsandboxed {
 			continue
 		}
-		if err := s.run(spec); err != nil {
+		if err := s.run(sp); err != nil {
 			return s.name, err
 		}
 	}
 	return "exec", errors.New("execve returned")
 }
 
-func readSpec() (*Spec, error) {
+func readSpec() (*spec, error) {
 	for _, fd := range []int{specFD, errFD, ptyFD} {
 		unix.CloseOnExec(fd)
 	}
 	f := os.NewFile(specFD, "spec")
 	defer f.Close()
-	var s Spec
+	var s spec
 	if err := json.NewDecoder(f).Decode(&s); err != nil {
 		return nil, fmt.Errorf("decode spec: %w", err)
 	}
@@ -103,7 +103,7 @@ func readSpec() (*Spec, error) {
 // setupLoopback brings lo up the way Nix does: SIOCSIFFLAGS with
 // IFF_UP|IFF_LOOPBACK|IFF_RUNNING on a datagram socket. The kernel then
 // gives lo 127.0.0.1/8 and ::1/128 by itself.
-func setupLoopback(s *Spec) error {
+func setupLoopback(s *spec) error {
 	if s.HostNetwork {
 		return nil
 	}
@@ -123,7 +123,7 @@ func setupLoopback(s *Spec) error {
 	return nil
 }
 
-func setupUTS(s *Spec) error {
+func setupUTS(s *spec) error {
 	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 		return fmt.Errorf("sethostname %q: %w", s.Hostname, err)
 	}
@@ -135,16 +135,16 @@ func setupUTS(s *Spec) error {
 
 // makeMountsPrivate stops our mounts from propagating to the host (and
 // the host's into the sandbox), as Nix's mount("/", MS_REC|MS_PRIVATE).
-func makeMountsPrivate(*Spec) error {
+func makeMountsPrivate(*spec) error {
 	return mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
 }
 
 // bindRoot makes Root a mount point of its own, which pivot_root needs.
-func bindRoot(s *Spec) error {
+func bindRoot(s *spec) error {
 	return mount(s.Root, s.Root, "", unix.MS_BIND, "")
 }
 
-func applyPlan(s *Spec) error {
+func applyPlan(s *spec) error {
 	for _, op := range s.Mounts {
 		if err := applyOp(s.Root, op); err != nil {
 			return err
@@ -299,7 +299,7 @@ func makeReadOnly(path string, recursive bool) error {
 // pivotRoot swaps the root as Nix does: pivot_root(".", "real-root"),
 // chroot("."), then detach and remove the old root, so nothing of the
 // host's tree stays reachable.
-func pivotRoot(s *Spec) error {
+func pivotRoot(s *spec) error {
 	if err := unix.Chdir(s.Root); err != nil {
 		return fmt.Errorf("chdir %s: %w", s.Root, err)
 	}
@@ -326,7 +326,7 @@ func pivotRoot(s *Spec) error {
 // there (EACCES). Our skeleton belongs to the mapped caller; a read-only
 // mount is the nearest equivalent (EROFS). /build, /tmp, /dev/shm and
 // /dev/pts are mounts of their own and stay writable.
-func readOnlyRoot(*Spec) error {
+func readOnlyRoot(*spec) error {
 	return makeReadOnly("/", false)
 }
 
@@ -334,7 +334,7 @@ func readOnlyRoot(*Spec) error {
 // sandbox's devpts instance, the master sent to the parent, which relays
 // it to the user's terminal. The sandbox never holds a descriptor of the
 // user's terminal, so TIOCSTI there is impossible.
-func setupTTY(s *Spec) error {
+func setupTTY(s *spec) error {
 	if !s.TTY {
 		return nil
 	}

@@ -31,7 +31,7 @@ type Config struct {
 	With []string
 
 	// Progress, when set, is told how the copy of the kept directory
-	// advances (see CopyOptions.Progress).
+	// advances (see CopyProgress).
 	Progress func(CopyProgress)
 	// Changed, when set, is called after the sandbox has ended normally
 	// if files in the copy of /build differ from the kept directory.

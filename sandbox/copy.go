@@ -11,8 +11,8 @@ import (
 // Owner is a numeric user and group.
 type Owner struct{ UID, GID int }
 
-// CopyOptions controls CopyTree.
-type CopyOptions struct {
+// copyOptions controls copyTree.
+type copyOptions struct {
 	// Chown, when set (nbs running as root via sudo), makes every copied
 	// entry, dst included, owned by UID:GID (lchown). When nil nothing is
 	// chowned and entries belong to whoever runs the copy.
@@ -29,7 +29,7 @@ type CopyOptions struct {
 	Workers int
 }
 
-// CopyProgress is what CopyOptions.Progress is told. Files and Bytes count
+// CopyProgress is what copyOptions.Progress is told. Files and Bytes count
 // regular files whose data has been copied; the totals come from a scan of
 // src made before the copy starts.
 type CopyProgress struct {
@@ -38,8 +38,8 @@ type CopyProgress struct {
 	Done                   bool
 }
 
-// CopyReport says what CopyTree made.
-type CopyReport struct {
+// copyReport says what copyTree made.
+type copyReport struct {
 	Files     int64 // regular files whose data was copied
 	Dirs      int64 // directories, dst included
 	Symlinks  int64
@@ -54,20 +54,20 @@ type CopyReport struct {
 	Skipped []string
 }
 
-// UnreadableError is returned by CopyTree when some entries of src could
+// unreadableError is returned by copyTree when some entries of src could
 // not be read (EACCES). Everything else has been copied; the entries named
 // in Paths are absent from the copy rather than replaced by empty
 // placeholders.
-type UnreadableError struct {
-	Dir   string   // src as given to CopyTree
+type unreadableError struct {
+	Dir   string   // src as given to copyTree
 	Paths []string // relative to Dir, in the order they were met
 	Err   error    // the first error, e.g. EACCES
 }
 
-// unreadableShown is how many paths the message of an UnreadableError names.
+// unreadableShown is how many paths the message of an unreadableError names.
 const unreadableShown = 5
 
-func (e *UnreadableError) Error() string {
+func (e *unreadableError) Error() string {
 	var b strings.Builder
 	noun := "files"
 	if len(e.Paths) == 1 {
@@ -92,7 +92,7 @@ func (e *UnreadableError) Error() string {
 
 // Unwrap lets errors.Is(err, fs.ErrPermission) match: the kernel's EACCES
 // says so.
-func (e *UnreadableError) Unwrap() error { return e.Err }
+func (e *unreadableError) Unwrap() error { return e.Err }
 
 // quoteName leaves ordinary names alone and quotes Go-style the ones that
 // would garble a message: build directories can hold names with newlines

@@ -17,7 +17,7 @@ import (
 )
 
 // BenchmarkCopyTree and BenchmarkCpA copy the same generated tree, with
-// CopyTree and with cp -a, so that one run gives their ratio
+// copyTree and with cp -a, so that one run gives their ratio
 // (testdata/bench/copy.sh prints it). The tree has NBS_BENCH_FILES files
 // (default 2000) holding NBS_BENCH_BYTES bytes (default 64 MiB) in sizes
 // spread log-uniformly, 50 files and a symlink per directory. It is made
@@ -46,7 +46,7 @@ func benchTree(b *testing.B) (string, int64) {
 		if _, err := os.Stat(src + ".done"); err == nil {
 			return src, size
 		}
-		if err := RemoveTree(src); err != nil {
+		if err := removeTree(src); err != nil {
 			b.Fatal(err)
 		}
 	} else {
@@ -120,7 +120,7 @@ func benchCopy(b *testing.B, size int64, copy func(dst string) error) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		if err := RemoveTree(dst); err != nil {
+		if err := removeTree(dst); err != nil {
 			b.Fatal(err)
 		}
 		unix.Sync()
@@ -133,7 +133,7 @@ func BenchmarkCopyTree(b *testing.B) {
 	for _, workers := range []int{1, defaultWorkers} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			benchCopy(b, size, func(dst string) error {
-				_, err := CopyTree(context.Background(), src, dst, CopyOptions{Workers: workers})
+				_, err := copyTree(context.Background(), src, dst, copyOptions{Workers: workers})
 				return err
 			})
 		})

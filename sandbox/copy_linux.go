@@ -1,6 +1,6 @@
 package sandbox
 
-// How CopyTree works
+// How copyTree works
 //
 // One goroutine, the walker, goes through src depth first without
 // recursion and does everything that touches directories: it reads their
@@ -28,7 +28,7 @@ package sandbox
 // levels deep thus costs 2*maxOpenDirs descriptors for directories (src and
 // dst) plus two per file in flight, never 20 000. Re-walking down from the
 // top instead would make deep trees quadratic; keeping every level open
-// would run into RLIMIT_NOFILE. RemoveTree uses the same chain.
+// would run into RLIMIT_NOFILE. removeTree uses the same chain.
 
 import (
 	"context"
@@ -56,7 +56,7 @@ const (
 	direntBufSize  = 32 << 10
 )
 
-// CopyTree copies the directory src into dst, which must not exist and is
+// copyTree copies the directory src into dst, which must not exist and is
 // created with src's mode. It never modifies src and never follows a
 // symlink inside it (src itself must not be a symlink either).
 //
@@ -68,11 +68,11 @@ const (
 // listed in the report's Skipped.
 //
 // Entries that cannot be read (EACCES) do not stop the copy: everything
-// else is copied and the error is then an *UnreadableError listing them.
+// else is copied and the error is then an *unreadableError listing them.
 // Any other error stops the copy, as does cancelling ctx; the partial copy
-// is left for the caller to remove with RemoveTree. The report counts what
+// is left for the caller to remove with removeTree. The report counts what
 // was made, also when there is an error.
-func CopyTree(ctx context.Context, src, dst string, opts CopyOptions) (CopyReport, error) {
+func copyTree(ctx context.Context, src, dst string, opts copyOptions) (copyReport, error) {
 	return newCopier(opts).run(ctx, src, dst)
 }
 
@@ -248,7 +248,7 @@ func (j *fileJob) close() {
 }
 
 type copier struct {
-	opts    CopyOptions
+	opts    copyOptions
 	workers int
 	euid    int
 	src     string
@@ -260,7 +260,7 @@ type copier struct {
 	chain      dirChain
 	dstTop     int // dst, open for as long as the copy runs
 	links      map[fileID]linkTarget
-	report     CopyReport
+	report     copyReport
 	unreadable []string
 	unreadErr  error
 	dirent     []byte
@@ -280,7 +280,7 @@ type copier struct {
 	beforeEntry func()
 }
 
-func newCopier(opts CopyOptions) *copier {
+func newCopier(opts copyOptions) *copier {
 	w := opts.Workers
 	if w <= 0 {
 		w = defaultWorkers
@@ -316,9 +316,9 @@ func (c *copier) firstErr() error {
 	return c.err
 }
 
-func (c *copier) run(parent context.Context, src, dst string) (CopyReport, error) {
+func (c *copier) run(parent context.Context, src, dst string) (copyReport, error) {
 	if err := parent.Err(); err != nil {
-		return CopyReport{}, fmt.Errorf("copy %s: %w", src, err)
+		return copyReport{}, fmt.Errorf("copy %s: %w", src, err)
 	}
 	c.src = src
 	c.dirent = make([]byte, direntBufSize)
@@ -328,40 +328,40 @@ func (c *copier) run(parent context.Context, src, dst string) (CopyReport, error
 	// at all leaves nothing behind.
 	var st unix.Stat_t
 	if err := unix.Lstat(src, &st); err != nil {
-		return CopyReport{}, fmt.Errorf("copy %s: %w", src, err)
+		return copyReport{}, fmt.Errorf("copy %s: %w", src, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return CopyReport{}, fmt.Errorf("copy %s: %w", src, unix.ENOTDIR)
+		return copyReport{}, fmt.Errorf("copy %s: %w", src, unix.ENOTDIR)
 	}
 	sfd, err := c.openSrc(unix.AT_FDCWD, src, unix.O_DIRECTORY, &st)
 	if err != nil {
-		return CopyReport{}, fmt.Errorf("copy %s: open: %w", src, err)
+		return copyReport{}, fmt.Errorf("copy %s: open: %w", src, err)
 	}
 	names, err := readNames(sfd, c.dirent)
 	if err != nil {
 		unix.Close(sfd)
-		return CopyReport{}, fmt.Errorf("copy %s: read directory: %w", src, err)
+		return copyReport{}, fmt.Errorf("copy %s: read directory: %w", src, err)
 	}
 	if err := unix.Mkdir(dst, 0o700); err != nil {
 		unix.Close(sfd)
-		return CopyReport{}, fmt.Errorf("copy %s: create %s: %w", src, dst, err)
+		return copyReport{}, fmt.Errorf("copy %s: create %s: %w", src, dst, err)
 	}
 	dfd, err := unix.Open(dst, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(sfd)
-		return CopyReport{}, fmt.Errorf("copy %s: open %s: %w", src, dst, err)
+		return copyReport{}, fmt.Errorf("copy %s: open %s: %w", src, dst, err)
 	}
 	var dst0 unix.Stat_t
 	if err := unix.Fstat(dfd, &dst0); err != nil {
 		unix.Close(sfd)
 		unix.Close(dfd)
-		return CopyReport{}, fmt.Errorf("copy %s: stat %s: %w", src, dst, err)
+		return copyReport{}, fmt.Errorf("copy %s: stat %s: %w", src, dst, err)
 	}
 	c.dstTop, err = unix.FcntlInt(uintptr(dfd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(sfd)
 		unix.Close(dfd)
-		return CopyReport{}, fmt.Errorf("copy %s: dup: %w", src, err)
+		return copyReport{}, fmt.Errorf("copy %s: dup: %w", src, err)
 	}
 	defer unix.Close(c.dstTop)
 	c.report.Dirs = 1
@@ -405,7 +405,7 @@ func (c *copier) run(parent context.Context, src, dst string) (CopyReport, error
 		return rep, err
 	}
 	if len(c.unreadable) > 0 {
-		return rep, &UnreadableError{Dir: src, Paths: c.unreadable, Err: c.unreadErr}
+		return rep, &unreadableError{Dir: src, Paths: c.unreadable, Err: c.unreadErr}
 	}
 	return rep, nil
 }
@@ -947,14 +947,14 @@ func scanTotals(ctx context.Context, src string) (files, bytes int64, err error)
 	return files, bytes, nil
 }
 
-// RemoveTree removes path and everything under it, like os.RemoveAll but
-// for trees CopyTree made: it never follows a symlink, handles trees far
+// removeTree removes path and everything under it, like os.RemoveAll but
+// for trees copyTree made: it never follows a symlink, handles trees far
 // deeper than PATH_MAX, and gives directories that lack read, write or
 // search permission for their owner (a copy of a 0500 or 0000 directory)
 // u+rwx before emptying them — the tree is ours. It does not descend into
 // a mount point: it stops with an error rather than empty another file
 // system. A path that does not exist is not an error.
-func RemoveTree(path string) error {
+func removeTree(path string) error {
 	path = filepath.Clean(path)
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {

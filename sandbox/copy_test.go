@@ -234,11 +234,11 @@ func (m treeMaker) link(old, path string) {
 
 func runningAsRoot() bool { return os.Geteuid() == 0 }
 
-// removeLater removes dir with RemoveTree before t.TempDir's own clean-up,
+// removeLater removes dir with removeTree before t.TempDir's own clean-up,
 // which cannot enter 0000 directories.
 func removeLater(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		if err := RemoveTree(dir); err != nil {
+		if err := removeTree(dir); err != nil {
 			t.Errorf("clean up: %v", err)
 		}
 	})
@@ -247,7 +247,7 @@ func removeLater(t *testing.T, dir string) {
 func TestCopyTree(t *testing.T) {
 	type result struct {
 		src, dst string
-		rep      CopyReport
+		rep      copyReport
 		err      error
 	}
 	tests := []struct {
@@ -257,7 +257,7 @@ func TestCopyTree(t *testing.T) {
 		skip func(p string) bool
 		// check looks at the result; when nil the copy must succeed.
 		check func(t *testing.T, r result)
-		opts  CopyOptions
+		opts  copyOptions
 		root  string // "only" or "never": run only as root, never as root
 		why   string // said when skipped
 	}{
@@ -281,7 +281,7 @@ func TestCopyTree(t *testing.T) {
 				if r.err != nil {
 					t.Fatal(r.err)
 				}
-				want := CopyReport{Files: 7, Dirs: 4, Bytes: 16}
+				want := copyReport{Files: 7, Dirs: 4, Bytes: 16}
 				if r.rep.Files != want.Files || r.rep.Dirs != want.Dirs || r.rep.Bytes != want.Bytes {
 					t.Errorf("report %+v, want %+v", r.rep, want)
 				}
@@ -388,9 +388,9 @@ func TestCopyTree(t *testing.T) {
 				return false
 			},
 			check: func(t *testing.T, r result) {
-				var ue *UnreadableError
+				var ue *unreadableError
 				if !errors.As(r.err, &ue) {
-					t.Fatalf("err %v, want *UnreadableError", r.err)
+					t.Fatalf("err %v, want *unreadableError", r.err)
 				}
 				if want := []string{"a/b", "c", "d/x", "env-vars"}; !slices.Equal(ue.Paths, want) {
 					t.Errorf("unreadable %q, want %q", ue.Paths, want)
@@ -454,7 +454,7 @@ func TestCopyTree(t *testing.T) {
 		{
 			name: "chown",
 			root: "only", why: "only root can chown",
-			opts: CopyOptions{Chown: &Owner{UID: 65534, GID: 65534}},
+			opts: copyOptions{Chown: &Owner{UID: 65534, GID: 65534}},
 			build: func(m treeMaker, src string) {
 				m.file(src+"/setuid", "s", 0o4755)
 				m.file(src+"/dir/file", "f", 0o640)
@@ -481,7 +481,7 @@ func TestCopyTree(t *testing.T) {
 				m.file(src+"/b/c", strings.Repeat("c", 2000), 0o644)
 				m.link(src+"/a", src+"/b/a")
 			},
-			opts: CopyOptions{Progress: func(CopyProgress) {}}, // replaced below
+			opts: copyOptions{Progress: func(CopyProgress) {}}, // replaced below
 		},
 	}
 	for _, tt := range tests {
@@ -506,7 +506,7 @@ func TestCopyTree(t *testing.T) {
 			}
 			before := listTree(t, src)
 
-			rep, err := CopyTree(context.Background(), src, dst, opts)
+			rep, err := copyTree(context.Background(), src, dst, opts)
 
 			after := listTree(t, src)
 			for p, b := range before {
@@ -549,14 +549,14 @@ func TestCopyTreeDstExists(t *testing.T) {
 	dir := t.TempDir()
 	m.file(dir+"/src/f", "f", 0o644)
 	m.dir(dir + "/dst")
-	if _, err := CopyTree(context.Background(), dir+"/src", dir+"/dst", CopyOptions{}); !errors.Is(err, fs.ErrExist) {
+	if _, err := copyTree(context.Background(), dir+"/src", dir+"/dst", copyOptions{}); !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("err %v, want one matching fs.ErrExist", err)
 	}
-	if _, err := CopyTree(context.Background(), dir+"/src/f", dir+"/dst2", CopyOptions{}); err == nil {
+	if _, err := copyTree(context.Background(), dir+"/src/f", dir+"/dst2", copyOptions{}); err == nil {
 		t.Fatal("copied a file as a tree")
 	}
 	m.symlink("src", dir+"/link")
-	if _, err := CopyTree(context.Background(), dir+"/link", dir+"/dst3", CopyOptions{}); err == nil {
+	if _, err := copyTree(context.Background(), dir+"/link", dir+"/dst3", copyOptions{}); err == nil {
 		t.Fatal("followed src, a symlink")
 	}
 }
@@ -630,7 +630,7 @@ func TestCopyTreeDeep(t *testing.T) {
 	m.dir(src)
 	makeDeep(t, src, depth)
 
-	c := newCopier(CopyOptions{})
+	c := newCopier(copyOptions{})
 	base, most, n := countOpenFDs(t), 0, 0
 	c.beforeEntry = func() {
 		if n++; n%500 == 0 {
@@ -701,11 +701,11 @@ func TestCopyTreeDeep(t *testing.T) {
 	}
 
 	for _, p := range []string{dst, src} {
-		if err := RemoveTree(p); err != nil {
+		if err := removeTree(p); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("%s still there after RemoveTree: %v", p, err)
+			t.Fatalf("%s still there after removeTree: %v", p, err)
 		}
 	}
 }
@@ -717,7 +717,7 @@ func TestCopyTreeCancel(t *testing.T) {
 		m.file(dir+"/src/f", "f", 0o644)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_, err := CopyTree(ctx, dir+"/src", dir+"/dst", CopyOptions{})
+		_, err := copyTree(ctx, dir+"/src", dir+"/dst", copyOptions{})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err %v, want context.Canceled", err)
 		}
@@ -731,7 +731,7 @@ func TestCopyTreeCancel(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		c := newCopier(CopyOptions{})
+		c := newCopier(copyOptions{})
 		n := 0
 		c.beforeEntry = func() {
 			if n++; n == 20 {
@@ -763,7 +763,7 @@ func TestCopyTreeCancel(t *testing.T) {
 			m.file(dir+"/src/big", strings.Repeat("x", tt.chunk*tt.chunks), 0o644)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			c := newCopier(CopyOptions{})
+			c := newCopier(copyOptions{})
 			c.noClone.Store(true)
 			c.noCopyRange.Store(tt.noCopyRange)
 			c.chunk = tt.chunk
@@ -794,7 +794,7 @@ func TestCopyTreeNoSpace(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(small, unix.MNT_DETACH) })
 	m.file(dir+"/src/big/data", strings.Repeat("x", 1<<20), 0o644)
-	_, err := CopyTree(context.Background(), dir+"/src", small+"/dst", CopyOptions{})
+	_, err := copyTree(context.Background(), dir+"/src", small+"/dst", copyOptions{})
 	if !errors.Is(err, unix.ENOSPC) {
 		t.Fatalf("err %v, want ENOSPC", err)
 	}
@@ -813,7 +813,7 @@ func TestUnreadableErrorMessage(t *testing.T) {
 		{[]string{"1", "2", "3", "4", "5", "6", "7"}, "cannot read 7 files in /src: 1, 2, 3, 4, 5 and 2 more (permission denied)"},
 		{[]string{"new\nline", "\xff"}, `cannot read 2 files in /src: "new\nline", "\xff" (permission denied)`},
 	} {
-		err := &UnreadableError{Dir: "/src", Paths: tt.paths, Err: unix.EACCES}
+		err := &unreadableError{Dir: "/src", Paths: tt.paths, Err: unix.EACCES}
 		if got := err.Error(); got != tt.want {
 			t.Errorf("got  %q\nwant %q", got, tt.want)
 		}
@@ -839,7 +839,7 @@ func TestRemoveTree(t *testing.T) {
 		m.mode(tree+"/closed", 0o000)
 		m.mode(tree+"/writeonly", 0o300)
 		m.mode(tree, 0o500)
-		if err := RemoveTree(tree); err != nil {
+		if err := removeTree(tree); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Lstat(tree); !errors.Is(err, fs.ErrNotExist) {
@@ -856,7 +856,7 @@ func TestRemoveTree(t *testing.T) {
 		removeLater(t, dir)
 		m.dir(dir + "/tree")
 		makeDeep(t, dir+"/tree", 10000)
-		if err := RemoveTree(dir + "/tree"); err != nil {
+		if err := removeTree(dir + "/tree"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Lstat(dir + "/tree"); !errors.Is(err, fs.ErrNotExist) {
@@ -867,14 +867,14 @@ func TestRemoveTree(t *testing.T) {
 	t.Run("missing, file, symlink", func(t *testing.T) {
 		m := treeMaker{t}
 		dir := t.TempDir()
-		if err := RemoveTree(dir + "/missing"); err != nil {
+		if err := removeTree(dir + "/missing"); err != nil {
 			t.Errorf("missing: %v", err)
 		}
 		m.file(dir+"/target/keep", "keep", 0o644)
 		m.symlink("target", dir+"/link")
 		m.file(dir+"/file", "f", 0o644)
 		for _, p := range []string{"link", "file"} {
-			if err := RemoveTree(dir + "/" + p); err != nil {
+			if err := removeTree(dir + "/" + p); err != nil {
 				t.Errorf("%s: %v", p, err)
 			}
 			if _, err := os.Lstat(dir + "/" + p); !errors.Is(err, fs.ErrNotExist) {
@@ -896,7 +896,7 @@ func TestRemoveTree(t *testing.T) {
 		}
 		t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 		m.file(mnt+"/keep", "keep", 0o644)
-		err := RemoveTree(dir + "/tree")
+		err := removeTree(dir + "/tree")
 		if err == nil || !strings.Contains(err.Error(), "mount point") {
 			t.Fatalf("err %v, want a refusal to cross the mount point", err)
 		}
@@ -929,7 +929,7 @@ func TestCopyTreeAsNobody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { RemoveTree(dir) })
+	t.Cleanup(func() { removeTree(dir) })
 	m.mode(dir, 0o755)
 	bin := dir + "/sandbox.test"
 	data, err := os.ReadFile(exe)

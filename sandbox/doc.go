@@ -2,7 +2,7 @@
 // kept build directory.
 //
 // One nbs binary plays two roles. The parent (the nbs the user started)
-// copies the kept directory, builds a Spec and re-executes /proc/self/exe
+// copies the kept directory, builds a spec and re-executes /proc/self/exe
 // with clone flags for new user, mount, IPC, network, UTS and PID
 // namespaces: Go's runtime is multi-threaded, so unshare(CLONE_NEWUSER)
 // from a running Go program fails with EINVAL, and the namespaces have to
@@ -14,8 +14,8 @@
 //	parent (host, caller's uid)                 child (uid 1000 in a new userns)
 //	---------------------------                 --------------------------------
 //	copy kept dir → work/build
-//	clone(NEWUSER|NEWNS|…) + id maps  ───────►  read Spec from fd 3
-//	write Spec (JSON) to fd 3                   lo up, hostname, mounts, pivot_root
+//	clone(NEWUSER|NEWNS|…) + id maps  ───────►  read spec from fd 3
+//	write spec (JSON) to fd 3                   lo up, hostname, mounts, pivot_root
 //	                                  ◄───────  pty master over fd 5 (terminal only)
 //	read fd 4 until EOF               ◄───────  step error as JSON on fd 4 (CLOEXEC)
 //	relay terminal, wait                        drop caps, NNP, seccomp, execve(SHELL)

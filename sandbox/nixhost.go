@@ -52,7 +52,7 @@ func factsFor(v nix.Version, s nix.Settings) (hostFacts, []error) {
 	}
 	var errs []error
 	for _, p := range s.List("sandbox-paths") {
-		m, err := ParsePathMapping(p)
+		m, err := parsePathMapping(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -90,9 +90,9 @@ type PathMapping struct {
 	Optional bool
 }
 
-// ParsePathMapping parses Nix's sandbox-paths syntax: "PATH",
+// parsePathMapping parses Nix's sandbox-paths syntax: "PATH",
 // "TARGET=SOURCE", either with a trailing "?" for optional.
-func ParsePathMapping(s string) (PathMapping, error) {
+func parsePathMapping(s string) (PathMapping, error) {
 	var m PathMapping
 	if strings.HasSuffix(s, "?") {
 		m.Optional = true
@@ -153,9 +153,9 @@ type PlanConfig struct {
 // steps that follow.
 var reservedDirs = []string{"/bin", "/dev", "/etc", "/nix", "/proc", "/real-root", "/tmp"}
 
-// CheckBuildDir checks a sandbox build directory (NIX_BUILD_TOP from
+// checkBuildDir checks a sandbox build directory (NIX_BUILD_TOP from
 // env-vars, which the build wrote).
-func CheckBuildDir(p string) error {
+func checkBuildDir(p string) error {
 	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
 		return fmt.Errorf("build directory %q is not a clean absolute path below /", p)
 	}

@@ -105,22 +105,22 @@ func TestParsePathMapping(t *testing.T) {
 		{"/a=relative", PathMapping{}, true},
 	}
 	for _, c := range cases {
-		got, err := ParsePathMapping(c.in)
+		got, err := parsePathMapping(c.in)
 		if (err != nil) != c.wantErr || (!c.wantErr && got != c.want) {
-			t.Errorf("ParsePathMapping(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.wantErr)
+			t.Errorf("parsePathMapping(%q) = %+v, %v; want %+v, error %v", c.in, got, err, c.want, c.wantErr)
 		}
 	}
 }
 
 func TestCheckBuildDir(t *testing.T) {
 	for _, ok := range []string{"/build", "/tmp/nix-build-x.drv-0", "/nix-build", "/b/c"} {
-		if err := CheckBuildDir(ok); err != nil {
-			t.Errorf("CheckBuildDir(%q) = %v", ok, err)
+		if err := checkBuildDir(ok); err != nil {
+			t.Errorf("checkBuildDir(%q) = %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"/", "/dev", "/dev/x", "/etc", "/nix", "/nix/store/x", "/tmp", "/proc/1", "/bin", "/a/../dev", "relative", "/build/"} {
-		if err := CheckBuildDir(bad); err == nil {
-			t.Errorf("CheckBuildDir(%q) accepted", bad)
+		if err := checkBuildDir(bad); err == nil {
+			t.Errorf("checkBuildDir(%q) accepted", bad)
 		}
 	}
 }

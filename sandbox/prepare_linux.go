@@ -64,7 +64,7 @@ func readBuild(dir string, with []string) (*keptBuild, error) {
 			if info, err := os.Lstat(top); err != nil || !info.IsDir() {
 				return nil, fmt.Errorf("%s: the build ran without Nix's sandbox in %s, which is not a directory on this machine any more", envPath, top)
 			}
-		} else if err := CheckBuildDir(top); err != nil {
+		} else if err := checkBuildDir(top); err != nil {
 			// The build wrote env-vars: its NIX_BUILD_TOP must not put
 			// the copy where the sandbox's own mounts go.
 			return nil, fmt.Errorf("%s: NIX_BUILD_TOP: %w", envPath, err)

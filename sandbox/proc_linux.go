@@ -11,10 +11,10 @@ import (
 const addrNoRandomize = 0x0040000
 
 // execCommand sets the per-process state a Nix builder has and execs
-// Spec.Argv. It runs on the locked thread of ChildMain: capabilities,
+// spec.Argv. It runs on the locked thread of ChildMain: capabilities,
 // no_new_privs and the seccomp filter belong to the calling thread, and
 // execve keeps only that thread.
-func execCommand(s *Spec) error {
+func execCommand(s *spec) error {
 	if s.RC != "" {
 		if err := passRC(s.RC); err != nil {
 			return err

@@ -16,26 +16,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Process is a started sandbox.
-type Process struct {
+// process is a started sandbox.
+type process struct {
 	cmd    *exec.Cmd
-	master *os.File // pty master (Spec.TTY)
+	master *os.File // pty master (spec.TTY)
 	waitc  chan error
 }
 
-// SetupError is a set-up step that failed inside the child.
-type SetupError struct {
+// setupError is a set-up step that failed inside the child.
+type setupError struct {
 	Step string
 	Msg  string
 }
 
-func (e *SetupError) Error() string { return "sandbox set-up step " + e.Step + " failed: " + e.Msg }
+func (e *setupError) Error() string { return "sandbox set-up step " + e.Step + " failed: " + e.Msg }
 
-// Start spawns the sandbox child for spec with the host ids mapped to
+// start spawns the sandbox child for spec with the host ids mapped to
 // 1000/100, and waits until it has exec'd the command (or failed a
 // set-up step). Without spec.TTY the child gets stdin, stdout and stderr
 // as they are.
-func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, error) {
+func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 	defer errW.Close()
 	extra := []*os.File{specR, errW}
 	var ptyParent, ptyChild *os.File
-	if spec.TTY {
+	if sp.TTY {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("socketpair: %w", err)
@@ -72,7 +72,7 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 	// Inside, the sandbox user is 1000:100 as in Nix; an unsandboxed
 	// build ran with host ids, so they stay what they are.
 	uid, gid := sandboxUID, sandboxGID
-	if spec.Unsandboxed {
+	if sp.Unsandboxed {
 		uid, gid = ids.UID, ids.GID
 	}
 	cmd := &exec.Cmd{
@@ -84,7 +84,7 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 		Stderr:     stderr,
 		ExtraFiles: extra,
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: cloneFlags(spec),
+			Cloneflags: cloneFlags(sp),
 			UidMappings: []syscall.SysProcIDMap{
 				{ContainerID: uid, HostID: ids.UID, Size: 1},
 			},
@@ -103,7 +103,7 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 		},
 	}
 
-	p := &Process{cmd: cmd, waitc: make(chan error, 1)}
+	p := &process{cmd: cmd, waitc: make(chan error, 1)}
 	started := make(chan error, 1)
 	go func() {
 		// Pdeathsig fires when the thread that forked exits, not the
@@ -126,7 +126,7 @@ func Start(spec *Spec, ids Owner, stdin, stdout, stderr *os.File) (*Process, err
 		ptyChild.Close()
 	}
 
-	if err := json.NewEncoder(specW).Encode(spec); err != nil {
+	if err := json.NewEncoder(specW).Encode(sp); err != nil {
 		// The child died before reading it: its own report says why.
 		if msg, _ := io.ReadAll(errR); len(msg) > 0 {
 			p.Kill()
@@ -164,7 +164,7 @@ func childFailure(msg []byte) error {
 	if json.Unmarshal(msg, &ce) != nil {
 		ce = childError{Step: "unknown", Err: string(msg)}
 	}
-	return &SetupError{Step: ce.Step, Msg: ce.Err}
+	return &setupError{Step: ce.Step, Msg: ce.Err}
 }
 
 const (
@@ -172,14 +172,14 @@ const (
 	sandboxGID = 100
 )
 
-func cloneFlags(spec *Spec) uintptr {
-	if spec.Unsandboxed {
+func cloneFlags(sp *spec) uintptr {
+	if sp.Unsandboxed {
 		// The mount namespace is for the copy's bind only; the PID
 		// namespace lets nbs end every process the command started.
 		return unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID
 	}
 	f := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWPID)
-	if !spec.HostNetwork {
+	if !sp.HostNetwork {
 		f |= unix.CLONE_NEWNET
 	}
 	return f
@@ -204,27 +204,24 @@ func recvFD(sock *os.File) (*os.File, error) {
 }
 
 // Close releases the pty master; call it after the relay has ended.
-func (p *Process) Close() {
+func (p *process) Close() {
 	if p.master != nil {
 		p.master.Close()
 	}
 }
 
 // Master is the pty master of a TTY sandbox, nil otherwise.
-func (p *Process) Master() *os.File { return p.master }
-
-// Pid is the host pid of the sandbox's PID 1.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+func (p *process) Master() *os.File { return p.master }
 
 // Kill ends the sandbox: killing its PID 1 makes the kernel kill every
 // process in its PID namespace.
-func (p *Process) Kill() {
+func (p *process) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 }
 
 // Wait waits for the sandbox's PID 1 and returns its exit status in the
 // shell's convention: the exit code, or 128+N when killed by signal N.
-func (p *Process) Wait(ctx context.Context) (int, error) {
+func (p *process) Wait(ctx context.Context) (int, error) {
 	var err error
 	select {
 	case err = <-p.waitc:
@@ -247,9 +244,9 @@ func (p *Process) Wait(ctx context.Context) (int, error) {
 
 // run starts the sandbox for s as ids, relays the user's terminal to its
 // pty (spec.TTY) and waits for its PID 1, which ctx ending kills. It
-// returns the command's status as Process.Wait does.
-func run(ctx context.Context, s *Spec, ids Owner, stdin, stdout, stderr *os.File) (int, error) {
-	p, err := Start(s, ids, stdin, stdout, stderr)
+// returns the command's status as process.Wait does.
+func run(ctx context.Context, s *spec, ids Owner, stdin, stdout, stderr *os.File) (int, error) {
+	p, err := start(s, ids, stdin, stdout, stderr)
 	if err != nil {
 		return 0, err
 	}

@@ -66,11 +66,13 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		}
 		return 0, "", err
 	}
-	// After the copy, which may take long: what the store shows is
-	// asked of the store as it is when the sandbox starts.
+	// After the copy, which can take minutes: the closure is asked of
+	// the store as near to the sandbox's start as can be.
 	ws.storePaths = storeView(ctx, c.Drv, b.env, append(mappingSources(facts.extra), b.shell), b.tools, log)
 
-	// Spec: pure data from here, no more host state.
+	// Spec: the sandbox the child is to build, from what the parts
+	// above found. Nothing on the host changes between here and the
+	// start.
 	s := newSpec(c, b, facts, ws, log)
 
 	// Run. A signal that came during the set-up ends the session before

@@ -174,9 +174,9 @@ func TestKeptCopies(t *testing.T) {
 	os.MkdirAll(filepath.Join(stale, "build"), 0o755)
 	os.Chtimes(stale, old, old)
 
-	removed, err := CleanStale(base)
+	removed, err := cleanStale(base)
 	if err != nil || len(removed) != 1 || removed[0] != stale {
-		t.Errorf("CleanStale removed %q, %v; want only %s", removed, err, stale)
+		t.Errorf("cleanStale removed %q, %v; want only %s", removed, err, stale)
 	}
 	copies := KeptCopies([]string{base, base + "/."})
 	if len(copies) != 1 || copies[0].Origin != "/tmp/nix-build-x.drv-0" || copies[0].Dir != CanonicalDir(kept)+"/build" {

@@ -1,9 +1,9 @@
 package sandbox
 
-// Spec is everything the child needs to build the sandbox. The parent
+// spec is everything the child needs to build the sandbox. The parent
 // encodes it as JSON on an inherited pipe; nothing else crosses the
 // namespace boundary.
-type Spec struct {
+type spec struct {
 	// Root is the host directory that becomes "/" (empty, owned by the
 	// sandbox user).
 	Root string `json:"root"`

@@ -9,7 +9,7 @@ import (
 // newSpec describes the sandbox the build ran in, over the workspace:
 // Nix's mount plan, environment, names and per-process state, and the
 // command that runs in it.
-func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.Logger) *Spec {
+func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.Logger) *spec {
 	// Fixed-output derivations keep the host's network in Nix (no
 	// network namespace) and see its resolv.conf, services and hosts.
 	_, fixedOutput := b.env.Get("outputHash")
@@ -17,7 +17,7 @@ func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.L
 		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")
 	}
 	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
-	s := &Spec{
+	s := &spec{
 		Root: ws.dir.root(),
 		Mounts: NewPlan(PlanConfig{
 			BuildDir:        ws.dir.build(),

@@ -9,9 +9,9 @@ import (
 	"runtime"
 )
 
-// ErrUnsupported: the sandbox is Linux's namespaces; elsewhere nbs is a
+// errUnsupported: the sandbox is Linux's namespaces; elsewhere nbs is a
 // client for Linux builders (nbs build with remote builders).
-var ErrUnsupported = errors.New("the Nix build sandbox needs Linux (this is " + runtime.GOOS + "); enter builds that failed on a Linux builder there")
+var errUnsupported = errors.New("the Nix build sandbox needs Linux (this is " + runtime.GOOS + "); enter builds that failed on a Linux builder there")
 
 // IsChild is always false where there is no sandbox.
 func IsChild() bool { return false }
@@ -21,5 +21,5 @@ func ChildMain() { os.Exit(127) }
 
 // Enter cannot create a sandbox on this system.
 func Enter(ctx context.Context, c Config) (int, string, error) {
-	return 0, "", ErrUnsupported
+	return 0, "", errUnsupported
 }

@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// ErrUserNS is returned (wrapped) when the kernel refuses to create the
+// errUserNS is returned (wrapped) when the kernel refuses to create the
 // sandbox's user namespace.
-var ErrUserNS = errors.New("user namespaces are not available")
+var errUserNS = errors.New("user namespaces are not available")
 
 // startError turns a failed clone into something a user can act on: a
 // bare EPERM/EACCES/ENOSPC from clone(CLONE_NEWUSER) almost always means a
@@ -21,7 +21,7 @@ func startError(err error) error {
 		!errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.EUSERS) {
 		return fmt.Errorf("start sandbox: %w", err)
 	}
-	return fmt.Errorf("start sandbox: %w: %v; %s", ErrUserNS, err, userNSHint("/proc/sys"))
+	return fmt.Errorf("start sandbox: %w: %v; %s", errUserNS, err, userNSHint("/proc/sys"))
 }
 
 // userNSHint reads the sysctls that gate unprivileged user namespaces

@@ -34,8 +34,8 @@ func TestUserNSHint(t *testing.T) {
 		}
 	}
 	err := startError(&os.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: syscall.EPERM})
-	if !errors.Is(err, ErrUserNS) {
-		t.Errorf("startError(EPERM) = %v, want ErrUserNS", err)
+	if !errors.Is(err, errUserNS) {
+		t.Errorf("startError(EPERM) = %v, want errUserNS", err)
 	}
 }
 

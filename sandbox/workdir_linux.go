@@ -79,7 +79,7 @@ func newWorkDir(base string, owner *Owner) (*workDir, error) {
 
 // remove deletes the work directory and releases its lock.
 func (w *workDir) remove() error {
-	err := RemoveTree(w.path)
+	err := removeTree(w.path)
 	if w.lock != nil {
 		w.lock.Close()
 	}
@@ -91,11 +91,11 @@ func (w *workDir) remove() error {
 // the directory).
 const staleAge = 10 * time.Minute
 
-// CleanStale removes work directories below base whose owner is gone: a
+// cleanStale removes work directories below base whose owner is gone: a
 // directory is taken only if we can lock its .lock, which the kernel
 // allows only after the nbs that held it has exited. It returns the
 // directories removed.
-func CleanStale(base string) ([]string, error) {
+func cleanStale(base string) ([]string, error) {
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return nil, err
@@ -128,7 +128,7 @@ func CleanStale(base string) ([]string, error) {
 			}
 			defer lock.Close()
 		}
-		if err := RemoveTree(dir); err != nil {
+		if err := removeTree(dir); err != nil {
 			errs = append(errs, err)
 			continue
 		}

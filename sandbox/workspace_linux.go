@@ -37,7 +37,7 @@ func openWorkspace(u *sandboxUser, log *slog.Logger) (*workspace, error) {
 			return nil, err
 		}
 	}
-	if removed, err := CleanStale(base); err != nil {
+	if removed, err := cleanStale(base); err != nil {
 		log.Warn("could not remove a stale copy", "err", err)
 	} else if len(removed) > 0 {
 		log.Debug("removed stale copies", "dirs", removed)
@@ -54,8 +54,8 @@ func openWorkspace(u *sandboxUser, log *slog.Logger) (*workspace, error) {
 // remembered in notCopied), as are those no copy can re-create.
 func (w *workspace) copy(ctx context.Context, buildDir string, progress func(CopyProgress), log *slog.Logger) error {
 	log.Debug("copying kept directory", "from", buildDir, "to", w.dir.build())
-	report, err := CopyTree(ctx, buildDir, w.dir.build(), CopyOptions{Chown: w.chown, Progress: progress})
-	var unreadable *UnreadableError
+	report, err := copyTree(ctx, buildDir, w.dir.build(), copyOptions{Chown: w.chown, Progress: progress})
+	var unreadable *unreadableError
 	switch {
 	case errors.As(err, &unreadable):
 		w.notCopied = unreadable.Paths

@@ -41,7 +41,7 @@ type copyProgress struct {
 	drawn int // length of the line on screen, 0 when none
 }
 
-// newCopyProgress returns the CopyOptions.Progress callback for stderr,
+// newCopyProgress returns the sandbox.Config.Progress callback for stderr,
 // or nil when stderr is not a terminal: a log file gets no progress bar,
 // and without a callback the copy skips its counting pass.
 func newCopyProgress(stderr *os.File) func(sandbox.CopyProgress) {

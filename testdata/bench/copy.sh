@@ -1,5 +1,5 @@
 #!/bin/sh
-# Times sandbox.CopyTree against cp -a on the same generated tree and prints
+# Times the sandbox's copyTree against cp -a on the same generated tree and prints
 # the ratio. The tree is ~1 GiB in 50 000 files unless NBS_BENCH_FILES and
 # NBS_BENCH_BYTES say otherwise; it is made once in a temporary directory
 # under $TMPDIR (put that on the file system you care about) and removed at
