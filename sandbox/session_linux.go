@@ -43,8 +43,8 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if err != nil {
 		return 0, "", err
 	}
-	// The user before the work directory, which belongs to it when nbs
-	// is root; its groups dropped before nbs runs anything.
+	// The sandbox user before the work directory, which belongs to it
+	// when nbs is root, and before nix runs: root's groups go first.
 	u, err := takeSandboxUser()
 	if err != nil {
 		return 0, "", err
