@@ -5,9 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -19,7 +17,7 @@ type KeptDir struct {
 	// could be found, else what was found in the search location.
 	Dir string
 	// Name is the derivation's name (env-vars' name, else taken from
-	// the directory's name, nix-build-NAME.drv-N); "" when unknown.
+	// the directory's name by ParseBuildDir); "" when unknown.
 	Name string
 	// Time is when the build's last phase began (stdenv rewrites
 	// env-vars before each phase), else the directory's mtime.
@@ -31,14 +29,22 @@ type KeptDir struct {
 
 // KeptSearch says where kept build directories are looked for.
 type KeptSearch struct {
-	// TmpDirs hold nix-build-* directories: Nix's build-dir default is
-	// the temporary directory of whoever builds (the daemon's is /tmp,
-	// nix-build without a daemon uses $TMPDIR).
+	// TmpDirs hold nix-build-* directories: Nix's build-dir default up
+	// to 2.29 is the temporary directory of whoever builds (the
+	// daemon's is /tmp, nix-build without a daemon uses $TMPDIR). Only
+	// names ParseBuildDir recognises are looked at there.
 	TmpDirs []string
-	// StateDir is /nix/var/nix: newer Nix builds in builds/nix-PID-N
-	// (2.30+) and Lix in b/ID (2.94+).
+	// StateDir is /nix/var/nix, whose stateRoots are build-dirs: every
+	// directory in them is looked at.
 	StateDir string
 }
+
+// stateRoots are the build-dirs in Nix's state directory: builds, the
+// default build-dir of Nix 2.30+ (store.config->getBuildDir() in
+// DerivationBuilderImpl::startBuild,
+// src/libstore/unix/build/derivation-builder.cc) and of Lix 2.92.2 and
+// 2.93.1, and b (Lix 2.94+).
+var stateRoots = []string{"builds", lixRoot}
 
 // DefaultKeptSearch looks in $TMPDIR, /tmp and /nix/var/nix.
 func DefaultKeptSearch() KeptSearch {
@@ -56,12 +62,12 @@ func (s KeptSearch) Locations() []string {
 		l = append(l, filepath.Join(d, "nix-build-*"))
 	}
 	if s.StateDir != "" {
-		l = append(l, filepath.Join(s.StateDir, "builds", "*"), filepath.Join(s.StateDir, "b", "*"))
+		for _, r := range stateRoots {
+			l = append(l, filepath.Join(s.StateDir, r, "*"))
+		}
 	}
 	return l
 }
-
-var keptNameRE = regexp.MustCompile(`^nix-build-(.+)\.drv-[0-9]+$`)
 
 // FindKept lists the build directories in the places s names, newest
 // first. Directories that are not build directories (no env-vars) are
@@ -70,7 +76,7 @@ func FindKept(s KeptSearch) []KeptDir {
 	type cand struct{ path, base string }
 	var cands []cand
 	seen := map[string]bool{}
-	add := func(dir string, match func(name string) bool) {
+	add := func(dir string, match func(path string) bool) {
 		real, err := filepath.EvalSymlinks(dir)
 		if err != nil {
 			return
@@ -84,24 +90,32 @@ func FindKept(s KeptSearch) []KeptDir {
 			return
 		}
 		for _, e := range entries {
-			if e.IsDir() && match(e.Name()) {
-				cands = append(cands, cand{filepath.Join(dir, e.Name()), e.Name()})
+			if p := filepath.Join(dir, e.Name()); e.IsDir() && match(p) {
+				cands = append(cands, cand{p, e.Name()})
 			}
 		}
 	}
 	for _, d := range s.TmpDirs {
-		add(d, func(n string) bool { return strings.HasPrefix(n, "nix-build-") })
+		// A temporary directory holds all sorts: only names Nix gives
+		// (a build-dir set to it gets nix-PID-N there too).
+		add(d, func(p string) bool {
+			b, ok := ParseBuildDir(p)
+			return ok && b.In == "."
+		})
 	}
 	if s.StateDir != "" {
-		add(filepath.Join(s.StateDir, "builds"), func(string) bool { return true })
-		add(filepath.Join(s.StateDir, "b"), func(string) bool { return true })
+		// These are build-dirs: whatever holds env-vars is a build's,
+		// including Lix's, whose names say nothing.
+		for _, r := range stateRoots {
+			add(filepath.Join(s.StateDir, r), func(string) bool { return true })
+		}
 	}
 
 	var out []KeptDir
 	for _, c := range cands {
 		k := KeptDir{Dir: c.path}
-		if m := keptNameRE.FindStringSubmatch(c.base); m != nil {
-			k.Name = m[1]
+		if b, ok := ParseBuildDir(c.path); ok {
+			k.Name = b.Name
 		}
 		if info, err := os.Lstat(c.path); err == nil {
 			k.Time = info.ModTime()

@@ -3,6 +3,7 @@ package nix
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,44 @@ func TestDirSize(t *testing.T) {
 	os.Symlink("a", filepath.Join(d, "link"))
 	if size, complete := DirSize(d); size != 1024 || !complete {
 		t.Errorf("DirSize = %d, %v; want 1024, true", size, complete)
+	}
+}
+
+// TestFindKeptLayouts: every layout of ParseBuildDir is found, named
+// from the directory when env-vars has no name, and a temporary
+// directory's other entries are left alone even with env-vars.
+func TestFindKeptLayouts(t *testing.T) {
+	root := t.TempDir()
+	tmp, state := filepath.Join(root, "tmp"), filepath.Join(root, "state")
+	mk := func(rel ...string) string {
+		t.Helper()
+		d := filepath.Join(rel...)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "env-vars"), []byte("declare -x out=\"/nix/store/x\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	want := map[string]string{
+		mk(tmp, "nix-build-flat.drv-0"):                          "flat",
+		mk(tmp, "nix-build-nested.drv-1", "build"):               "nested",
+		mk(state, "builds", "nix-build-pid.drv-1234-5", "build"): "pid",
+		mk(state, "builds", "nix-1234-6", "build"):               "",
+		mk(tmp, "nix-1234-7", "build"):                           "",    // build-dir = /tmp, Nix 2.30.4+
+		mk(tmp, "nix-1234-8"):                                    "",    // without the sandbox
+		mk(state, "builds", "nix-build-lix.drv-0"):               "lix", // Lix 2.92.2, 2.93.1
+		mk(state, "b", "0f3k", "b"):                              "",
+	}
+	mk(tmp, "nix-shell-1-2")
+	mk(tmp, "nix-build-hello")
+	mk(tmp, "b", "x", "b")
+	got := map[string]string{}
+	for _, k := range FindKept(KeptSearch{TmpDirs: []string{tmp}, StateDir: state}) {
+		got[k.Dir] = k.Name
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("FindKept found\n%v\nwant\n%v", got, want)
 	}
 }

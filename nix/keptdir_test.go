@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -236,4 +238,119 @@ func copyFile(dst, src string) error {
 		return err
 	}
 	return out.Close()
+}
+
+func TestParseBuildDir(t *testing.T) {
+	tests := []struct {
+		in   string
+		want BuildDir // Top "" means not recognised
+	}{
+		// Nix 2.3–2.23, Lix ≤ 2.93: flat.
+		{"/tmp/nix-build-hello-2.12.drv-0", BuildDir{"/tmp/nix-build-hello-2.12.drv-0", LayoutNamed, ".", "hello-2.12"}},
+		// Nix 2.24–2.29: nested build/.
+		{"/tmp/nix-build-hello.drv-12/build", BuildDir{"/tmp/nix-build-hello.drv-12", LayoutNamed, "build", "hello"}},
+		// Nix 2.30.0–2.31.1: PID and counter, nested.
+		{"/nix/var/nix/builds/nix-build-hello.drv-1234-4294967295/build", BuildDir{"/nix/var/nix/builds/nix-build-hello.drv-1234-4294967295", LayoutNamedPID, "build", "hello"}},
+		{"/nix/var/nix/builds/nix-build-hello.drv-1234-5", BuildDir{"/nix/var/nix/builds/nix-build-hello.drv-1234-5", LayoutNamedPID, ".", "hello"}},
+		// Nix 2.30.4+, 2.31.2+: no name.
+		{"/nix/var/nix/builds/nix-1234-99/build", BuildDir{"/nix/var/nix/builds/nix-1234-99", LayoutPID, "build", ""}},
+		{"/nix/var/nix/builds/nix-1234-99", BuildDir{"/nix/var/nix/builds/nix-1234-99", LayoutPID, ".", ""}},
+		{"/tmp/nix-1-2/", BuildDir{"/tmp/nix-1-2", LayoutPID, ".", ""}},
+		// Lix 2.94+: b/ID/b, the note names b/ID.
+		{"/nix/var/nix/b/2xv8kq/b", BuildDir{"/nix/var/nix/b/2xv8kq", LayoutLix, "b", ""}},
+		{"/nix/var/nix/b/2xv8kq", BuildDir{"/nix/var/nix/b/2xv8kq", LayoutLix, ".", ""}},
+		{"b/x", BuildDir{"b/x", LayoutLix, ".", ""}},
+		// A derivation name holding .drv- and digits: the last one counts.
+		{"nix-build-a.drv-3.drv-0", BuildDir{"nix-build-a.drv-3.drv-0", LayoutNamed, ".", "a.drv-3"}},
+		{"nix-build-a-1.drv-2-3", BuildDir{"nix-build-a-1.drv-2-3", LayoutNamedPID, ".", "a-1"}},
+
+		{"/nix/var/nix/b/2xv8kq/build", BuildDir{}},  // Lix has no build/
+		{"/tmp/nix-build-hello.drv-0/b", BuildDir{}}, // nor Nix b/
+		{"/tmp/nix-build-hello.drv-0/source", BuildDir{}},
+		{"/tmp/nix-build-a.drv-0/build/nix-build-nested.drv-0/build/x", BuildDir{}},
+		{"/tmp/nix-build-hello.drv-", BuildDir{}},
+		{"/tmp/nix-build-.drv-0", BuildDir{}},
+		{"/tmp/nix-build-hello.drv-0-", BuildDir{}},
+		{"/tmp/nix-build-hello", BuildDir{}},
+		{"/tmp/nix-12", BuildDir{}},
+		{"/tmp/nix-shell-1-2", BuildDir{}},
+		{"/tmp/build", BuildDir{}},
+		{"/nix/var/nix/b", BuildDir{}},
+		{"/b", BuildDir{}},
+		{"b", BuildDir{}},
+		{"/", BuildDir{}},
+		{"", BuildDir{}},
+		{".", BuildDir{}},
+	}
+	for _, tt := range tests {
+		got, ok := ParseBuildDir(tt.in)
+		if ok != (tt.want.Top != "") || got != tt.want {
+			t.Errorf("ParseBuildDir(%q) = %+v, %v; want %+v", tt.in, got, ok, tt.want)
+		}
+	}
+}
+
+// TestLayoutInner: every layout says where /build is, and FindBuildDir
+// tries all of those places.
+func TestLayoutInner(t *testing.T) {
+	for l := LayoutNamed; l <= LayoutLix; l++ {
+		if len(l.Inner()) == 0 || l.String() == "unknown" {
+			t.Errorf("layout %d: Inner %q, String %q", l, l.Inner(), l)
+		}
+		for _, in := range l.Inner() {
+			if !slices.Contains(innerAny, in) {
+				t.Errorf("%s: FindBuildDir does not try %q", l, in)
+			}
+		}
+	}
+	if LayoutUnknown.Inner() != nil {
+		t.Errorf("LayoutUnknown.Inner() = %q", LayoutUnknown.Inner())
+	}
+}
+
+func FuzzParseBuildDir(f *testing.F) {
+	for _, s := range []string{
+		"/tmp/nix-build-hello-2.12.drv-0", "/tmp/nix-build-hello.drv-12/build",
+		"/nix/var/nix/builds/nix-build-hello.drv-1234-5/build", "/nix/var/nix/builds/nix-1234-99/build",
+		"/nix/var/nix/b/2xv8kq/b", "b/b/b", "nix-build-.drv-0", "//", "../b/x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		b, ok := ParseBuildDir(p)
+		if !ok {
+			if b != (BuildDir{}) {
+				t.Fatalf("not recognised but %+v", b)
+			}
+			return
+		}
+		if b.Layout == LayoutUnknown || b.Top == "" {
+			t.Fatalf("recognised without a layout or top: %+v", b)
+		}
+		if (b.Name != "") != (b.Layout == LayoutNamed || b.Layout == LayoutNamedPID) {
+			t.Fatalf("name %q for layout %s", b.Name, b.Layout)
+		}
+		if !slices.Contains(append([]string{"."}, b.Layout.Inner()...), b.In) {
+			t.Fatalf("In %q not a place of %s", b.In, b.Layout)
+		}
+		if got := path.Join(b.Top, b.In); got != path.Clean(p) {
+			t.Fatalf("Top %q + In %q = %q, not the path %q", b.Top, b.In, got, path.Clean(p))
+		}
+		// The top is recognised as itself, and the build's own
+		// directory inside it too (as that, or as a top of its own
+		// where Lix's ID is b: b/b/b).
+		top, ok := ParseBuildDir(b.Top)
+		if !ok || top.Top != b.Top || top.In != "." || top.Name != b.Name || top.Layout != b.Layout {
+			t.Fatalf("top %q parses as %+v, %v; from %+v", b.Top, top, ok, b)
+		}
+		for _, in := range b.Layout.Inner() {
+			if in == "." {
+				continue
+			}
+			p := path.Join(b.Top, in)
+			if c, ok := ParseBuildDir(p); !ok || path.Join(c.Top, c.In) != p {
+				t.Fatalf("%s/%s parses as %+v, %v", b.Top, in, c, ok)
+			}
+		}
+	})
 }
