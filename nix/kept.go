@@ -55,16 +55,26 @@ func DefaultKeptSearch() KeptSearch {
 	return KeptSearch{TmpDirs: tmp, StateDir: "/nix/var/nix"}
 }
 
+// Roots lists the directories in which s looks for build directories:
+// the TmpDirs, then the build-dirs in StateDir.
+func (s KeptSearch) Roots() []string {
+	l := append([]string(nil), s.TmpDirs...)
+	if s.StateDir != "" {
+		for _, r := range stateRoots {
+			l = append(l, filepath.Join(s.StateDir, r))
+		}
+	}
+	return l
+}
+
 // Locations lists the directories s searches, for messages.
 func (s KeptSearch) Locations() []string {
 	var l []string
 	for _, d := range s.TmpDirs {
 		l = append(l, filepath.Join(d, "nix-build-*"))
 	}
-	if s.StateDir != "" {
-		for _, r := range stateRoots {
-			l = append(l, filepath.Join(s.StateDir, r, "*"))
-		}
+	for _, r := range s.Roots()[len(s.TmpDirs):] {
+		l = append(l, filepath.Join(r, "*"))
 	}
 	return l
 }
@@ -103,12 +113,10 @@ func FindKept(s KeptSearch) []KeptDir {
 			return ok && b.In == "."
 		})
 	}
-	if s.StateDir != "" {
-		// These are build-dirs: whatever holds env-vars is a build's,
-		// including Lix's, whose names say nothing.
-		for _, r := range stateRoots {
-			add(filepath.Join(s.StateDir, r), func(string) bool { return true })
-		}
+	// The rest are build-dirs: whatever holds env-vars is a build's,
+	// including Lix's, whose names say nothing.
+	for _, r := range s.Roots()[len(s.TmpDirs):] {
+		add(r, func(string) bool { return true })
 	}
 
 	var out []KeptDir

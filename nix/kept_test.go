@@ -117,3 +117,18 @@ func TestFindKeptLayouts(t *testing.T) {
 		t.Errorf("FindKept found\n%v\nwant\n%v", got, want)
 	}
 }
+
+func TestKeptSearchRoots(t *testing.T) {
+	s := KeptSearch{TmpDirs: []string{"/t1", "/tmp"}, StateDir: "/nix/var/nix"}
+	want := []string{"/t1", "/tmp", "/nix/var/nix/builds", "/nix/var/nix/b"}
+	if got := s.Roots(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Roots = %q, want %q", got, want)
+	}
+	wantLoc := []string{"/t1/nix-build-*", "/tmp/nix-build-*", "/nix/var/nix/builds/*", "/nix/var/nix/b/*"}
+	if got := s.Locations(); !reflect.DeepEqual(got, wantLoc) {
+		t.Errorf("Locations = %q, want %q", got, wantLoc)
+	}
+	if got := (KeptSearch{TmpDirs: []string{"/t"}}).Roots(); !reflect.DeepEqual(got, []string{"/t"}) {
+		t.Errorf("Roots without a state dir = %q", got)
+	}
+}

@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
-	"path"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
@@ -79,13 +77,14 @@ func readBuild(dir string, with []string) (*keptBuild, error) {
 
 // ranUnsandboxed tells from NIX_BUILD_TOP whether the build ran without
 // Nix's sandbox: its build directory was then the host's own, the very
-// directory Nix kept (nix-build-NAME.drv-N up to 2.29, nix-PID-N
-// from 2.30), instead of sandbox-build-dir.
+// directory Nix kept (one nix.ParseBuildDir recognises), instead of
+// sandbox-build-dir.
 func ranUnsandboxed(top, keptDir string) bool {
 	if top == keptDir {
 		return true
 	}
-	return top != "/build" && strings.HasPrefix(path.Base(top), "nix-build-") && strings.Contains(path.Base(top), ".drv-")
+	_, ok := nix.ParseBuildDir(top)
+	return top != "/build" && ok
 }
 
 // explainUnreadable says precisely why env-vars cannot be read: recent

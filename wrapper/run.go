@@ -326,7 +326,7 @@ func isLetters(s string) bool {
 func DefaultWatchDirs(buildDir string) []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, d := range []string{buildDir, os.TempDir(), "/tmp", "/nix/var/nix/builds", "/nix/var/nix/b"} {
+	for _, d := range append([]string{buildDir}, buildDirRoots()...) {
 		if d == "" {
 			continue
 		}

@@ -1,7 +1,6 @@
 package wrapper
 
 import (
-	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -89,7 +88,7 @@ type note struct {
 	dir     string
 	seq     int
 	prefix  string // NAME of a "NAME> " prefix on the note line
-	dirName string // NAME from nix-build-NAME.drv-N in dir
+	dirName string // NAME from nix-build-NAME.drv-N (buildDirName)
 	hint    string // build seen last (output or status) when the note came
 	// last is the derivation whose "building" line came last, when no
 	// build output or status was seen after it.
@@ -124,7 +123,6 @@ var (
 	reHash       = regexp.MustCompile(`^hash mismatch in fixed-output derivation ` + drvRe)
 	rePrefix     = regexp.MustCompile(`^([A-Za-z0-9+._?=-]+)> (.*)$`)
 	reStatus     = regexp.MustCompile(`\] building ([A-Za-z0-9+._?=-]+)`)
-	reBuildDir   = regexp.MustCompile(`^nix-build-(.+)\.drv-\d+(?:-\d+)?$`)
 )
 
 const (
@@ -434,17 +432,14 @@ func (s *Scanner) noteDrv(x byName, n note) (drv string, ok bool) {
 	return n.last, true
 }
 
-// buildDirName is NAME when dir, or the directory holding it, is
-// nix-build-NAME.drv-N (Nix ≤2.29) or nix-build-NAME.drv-PID-N (2.30.0 to
-// 2.31.1); "" for the later nix-PID-N and for Lix.
+// buildDirName is the derivation name dir's build directory is named
+// for (nix.ParseBuildDir): NAME for nix-build-NAME.drv-N (Nix ≤2.29)
+// and nix-build-NAME.drv-PID-N (2.30.0 to 2.31.1), whether dir is that
+// directory or its build/; "" for the later nix-PID-N, for Lix and for
+// anything else.
 func buildDirName(dir string) string {
-	for i := 0; i < 2 && dir != "/" && dir != "."; i++ {
-		if m := reBuildDir.FindStringSubmatch(path.Base(dir)); m != nil {
-			return m[1]
-		}
-		dir = path.Dir(dir)
-	}
-	return ""
+	b, _ := nix.ParseBuildDir(dir)
+	return b.Name
 }
 
 // noteDir parses `note: keeping build directory '…'` ('…' up to Nix 2.33,

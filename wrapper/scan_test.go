@@ -157,6 +157,28 @@ func TestScannerLines(t *testing.T) {
 			[]Failure{{Drv: b, KeptDir: "/nix/var/nix/builds/nix-1-1/build", ExitCode: -1}},
 		},
 		{
+			"2.30.0-2.31.1 names carry the derivation's name: notes go by it",
+			[]string{
+				"building '" + a + "'...",
+				"building '" + b + "'...",
+				"note: keeping build directory '/nix/var/nix/builds/nix-build-a.drv-77-3/build'",
+				"note: keeping build directory '/nix/var/nix/builds/nix-build-b.drv-77-4/build'",
+			},
+			[]Failure{
+				{Drv: a, KeptDir: "/nix/var/nix/builds/nix-build-a.drv-77-3/build", ExitCode: -1},
+				{Drv: b, KeptDir: "/nix/var/nix/builds/nix-build-b.drv-77-4/build", ExitCode: -1},
+			},
+		},
+		{
+			"Lix 2.94+ names the top, b/ID: nameless",
+			[]string{
+				"building '" + a + "'...",
+				"note: keeping build directory '/nix/var/nix/b/0f3kq8/'",
+				"error: builder for '" + a + "' failed with exit code 1",
+			},
+			[]Failure{{Drv: a, KeptDir: "/nix/var/nix/b/0f3kq8/", ExitCode: 1}},
+		},
+		{
 			"relative or empty paths are not notes",
 			[]string{
 				"note: keeping build directory 'tmp/x'",
@@ -233,6 +255,11 @@ func TestBuildDirName(t *testing.T) {
 		"/nix/var/nix/b/2xv8/b":                                       "",
 		"/tmp/nix-build-a.drv-0/build/nix-build-nested.drv-0/build/x": "",
 		"/": "",
+		"/nix/var/nix/builds/nix-build-hello.drv-1234-99":         "hello",
+		"/nix/var/nix/builds/nix-build-a.drv-3.drv-1234-99/build": "a.drv-3",
+		"/nix/var/nix/b/2xv8":          "",
+		"/tmp/nix-build-hello.drv-0/b": "", // Lix has no such names
+		"/tmp/nix-build-hello":         "",
 	}
 	for in, want := range tests {
 		if got := buildDirName(in); got != want {

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +18,9 @@ import (
 )
 
 // watcher records the build directories that appear in the build-dir
-// roots while nix-build runs: nix-build-NAME.drv-N (Nix ≤2.29),
-// nix-build-NAME.drv-PID-N (2.30.0–2.31.1), nix-PID-N (2.30.4+).
+// roots while nix-build runs: the tops nix.ParseBuildDir recognises
+// (nix-build-NAME.drv-N up to Nix 2.29, nix-build-NAME.drv-PID-N in
+// 2.30.0–2.31.1, nix-PID-N from 2.30.4, any name in Lix 2.94+'s b/).
 //
 // fsnotify sees them as they come; a listing of the roots before and after
 // catches what it may miss (events still queued when it is closed, an
@@ -36,12 +37,15 @@ type watcher struct {
 	seen    map[string]bool
 }
 
-var reNixPID = regexp.MustCompile(`^nix-\d+-\d+$`)
+// buildDirRoots are the places where Nix and Lix create build
+// directories by default, as nbs list searches them.
+func buildDirRoots() []string { return nix.DefaultKeptSearch().Roots() }
 
-// isBuildDirName reports whether a directory named base can be a Nix
-// build directory.
-func isBuildDirName(base string) bool {
-	return strings.HasPrefix(base, "nix-build-") || reNixPID.MatchString(base)
+// isBuildTop reports whether p, an entry of a build-dir root, is named
+// like a build directory's top.
+func isBuildTop(p string) bool {
+	b, ok := nix.ParseBuildDir(p)
+	return ok && b.In == "."
 }
 
 // startWatch watches the existing dirs. It never fails: without inotify
@@ -87,7 +91,7 @@ func (wa *watcher) loop() {
 			if !ok {
 				return
 			}
-			if ev.Has(fsnotify.Create) && isBuildDirName(filepath.Base(ev.Name)) {
+			if ev.Has(fsnotify.Create) && isBuildTop(ev.Name) {
 				wa.add(ev.Name)
 			}
 		case err, ok := <-wa.w.Errors:
@@ -141,8 +145,8 @@ func listBuildDirs(dir string) []string {
 	names, _ := f.Readdirnames(-1)
 	var out []string
 	for _, n := range names {
-		if isBuildDirName(n) {
-			out = append(out, filepath.Join(dir, n))
+		if p := filepath.Join(dir, n); isBuildTop(p) {
+			out = append(out, p)
 		}
 	}
 	return out
@@ -176,22 +180,26 @@ func crossCheck(fails []Failure, created []string) {
 		name := nix.DrvName(f.Drv)
 		var found []string
 		for _, top := range created {
-			kept, ok := keptIn(top)
+			b, ok := nix.ParseBuildDir(top)
+			if !ok {
+				continue
+			}
+			kept, ok := keptIn(b)
 			if !ok || used[kept] {
 				continue
 			}
-			base := filepath.Base(top)
-			if n := buildDirName(top); n != "" {
-				if n == name {
+			if b.Name != "" {
+				if b.Name == name {
 					found = append(found, kept)
 				}
 				continue
 			}
-			if reNixPID.MatchString(base) {
-				if _, err := os.Stat(filepath.Join(kept, "env-vars")); err == nil {
-					if n := keptName(kept); n == "" || n == name {
-						found = append(found, kept)
-					}
+			// A nameless top is taken when it holds env-vars whose
+			// name, if it can be read, is NAME.
+			dir := envDir(kept)
+			if _, err := os.Stat(filepath.Join(dir, "env-vars")); err == nil {
+				if n := keptName(dir); n == "" || n == name {
+					found = append(found, kept)
 				}
 			}
 		}
@@ -206,7 +214,7 @@ func crossCheck(fails []Failure, created []string) {
 	names := make([]string, len(fails))
 	for i, f := range fails {
 		if f.Builder == "" && f.KeptDir != "" && buildDirName(f.KeptDir) == "" {
-			names[i] = keptName(f.KeptDir)
+			names[i] = keptName(envDir(f.KeptDir))
 		}
 	}
 	for i := range fails {
@@ -225,22 +233,37 @@ func crossCheck(fails []Failure, created []string) {
 	}
 }
 
-// keptIn is the directory Nix would name in its note for the new top
-// directory top: top/build when it has one (Nix 2.24+), else top; ok is
-// false when top is gone (the build succeeded, or was cleaned up).
-func keptIn(top string) (string, bool) {
+// keptIn is the directory Nix would name in its note for the new top b:
+// top/build when it has one (Nix 2.24+ sandboxed builds), else the top,
+// which is also what Lix 2.94+ names; ok is false when the top is gone
+// (the build succeeded, or was cleaned up).
+func keptIn(b nix.BuildDir) (string, bool) {
+	top := filepath.Clean(b.Top)
 	if _, err := os.Lstat(top); err != nil {
 		return "", false
 	}
-	b := filepath.Join(top, "build")
-	if fi, err := os.Stat(b); err == nil && fi.IsDir() {
-		return b, true
+	if b.Layout == nix.LayoutLix {
+		return top, true
+	}
+	in := filepath.Join(top, "build")
+	if fi, err := os.Stat(in); err == nil && fi.IsDir() {
+		return in, true
 	} else if os.IsPermission(err) {
 		// Root-owned 0700 top directory (Nix 2.24.0–2.24.6 and
 		// backports): the build directory is inside, unreachable.
-		return b, true
+		return in, true
 	}
-	return filepath.Clean(top), true
+	return top, true
+}
+
+// envDir is where env-vars is for the directory a note names: in it,
+// except when that is the top of a layout whose build directory is never
+// the top (Lix 2.94+'s note names TOP of TOP/b).
+func envDir(kept string) string {
+	if b, ok := nix.ParseBuildDir(kept); ok && b.In == "." && !slices.Contains(b.Layout.Inner(), ".") {
+		return filepath.Join(kept, b.Layout.Inner()[0])
+	}
+	return kept
 }
 
 // keptName is the derivation name a kept build directory was built for,

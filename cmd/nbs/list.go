@@ -41,10 +41,10 @@ func newCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
 --keep-failed, nbs build), newest first, with the derivation's name, how
 long ago its last phase started and its size.
 
-nbs looks where Nix and Lix put them:
-  $TMPDIR/nix-build-*, /tmp/nix-build-*   (Nix's build-dir default)
-  /nix/var/nix/builds/*/build             (Nix 2.30+)
-  /nix/var/nix/b/*/b                      (Lix 2.94+)
+nbs looks where Nix and Lix put them, by default:
+  $TMPDIR, /tmp         nix-build-NAME.drv-N[/build]   (Nix up to 2.29)
+  /nix/var/nix/builds   nix-PID-N/build                (Nix 2.30+)
+  /nix/var/nix/b        ID/b                           (Lix 2.94+)
 A build still running shows up too. A size marked + is at least that:
 part of the directory could not be read (sudo nbs list reads it all).
 
