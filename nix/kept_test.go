@@ -105,6 +105,7 @@ func TestFindKeptLayouts(t *testing.T) {
 		mk(tmp, "nix-1234-8"):                                    "",    // without the sandbox
 		mk(state, "builds", "nix-build-lix.drv-0"):               "lix", // Lix 2.92.2, 2.93.1
 		mk(state, "b", "0f3k", "b"):                              "",
+		mk(state, "builds", "nix-build-lixb.drv-1", "b"):         "lixb", // Lix since June 2025
 	}
 	mk(tmp, "nix-shell-1-2")
 	mk(tmp, "nix-build-hello")

@@ -80,14 +80,18 @@ type Layout int
 const (
 	// LayoutUnknown: not a name Nix or Lix gives.
 	LayoutUnknown Layout = iota
-	// LayoutNamed is nix-build-NAME.drv-N: Nix 2.3–2.29 and Lix ≤ 2.93
-	// (createTempDir(buildDir, "nix-build-" + drvPath.name()) in
+	// LayoutNamed is nix-build-NAME.drv-N: Nix 2.3–2.29 and Lix up to
+	// 2.93 (createTempDir(buildDir, "nix-build-" + drvPath.name()) in
 	// LocalDerivationGoal::startBuilder, src/libstore/build.cc and
 	// src/libstore/{,unix/}build/local-derivation-goal.cc; tempName in
 	// src/libutil/util.cc or file-system.cc appends "-N"). The build's
-	// own directory is the top itself up to 2.23, in Lix and without
-	// the sandbox, TOP/build in sandboxed builds from 2.24 on (the
-	// CVE-2024-38531 fix: topTmpDir + "/build").
+	// own directory is the top itself up to Nix 2.23, in older Lix and
+	// without the sandbox; TOP/build in sandboxed builds from Nix 2.24
+	// on (the CVE-2024-38531 fix: topTmpDir + "/build"); TOP/b in Lix
+	// from its June 2025 fixes (tmpDirRoot + "/b" in
+	// LocalDerivationGoal::startBuilder,
+	// lix/libstore/build/local-derivation-goal.cc, whose note names
+	// the top).
 	LayoutNamed
 	// LayoutNamedPID is nix-build-NAME.drv-PID-N: Nix 2.30.0–2.30.3 and
 	// 2.31.0–2.31.1, whose createTempDir names through makeTempPath
@@ -114,20 +118,31 @@ const lixRoot = "b"
 // inner is where each layout may put the build's own directory inside
 // the top, in the order they are tried ("." is the top itself).
 var inner = map[Layout][]string{
-	LayoutNamed:    {".", "build"},
+	LayoutNamed:    {".", "build", "b"},
 	LayoutNamedPID: {".", "build"},
 	LayoutPID:      {".", "build"},
 	LayoutLix:      {"b"},
 }
 
-// innerAny is what FindBuildDir tries when the layout is not known:
-// every layout's places, the flat one first.
-var innerAny = []string{".", "build", "b"}
+// innerAny is what FindBuildDir tries, not knowing the layout: every
+// layout's places, in the layouts' order (the flat one first, then Nix's
+// build, then Lix's b).
+var innerAny = func() []string {
+	var l []string
+	for y := LayoutNamed; y <= LayoutLix; y++ {
+		for _, in := range y.Inner() {
+			if !slices.Contains(l, in) {
+				l = append(l, in)
+			}
+		}
+	}
+	return l
+}()
 
 // Inner lists where the build's own directory may be, relative to the
 // top, in the order to try them: "." for the top itself (Nix ≤ 2.23,
-// Lix ≤ 2.93, builds without the sandbox), "build" (Nix 2.24+), "b" (Lix
-// 2.94+). Nil for LayoutUnknown.
+// older Lix, builds without the sandbox), "build" (Nix 2.24+), "b"
+// (Lix since June 2025). Nil for LayoutUnknown.
 func (l Layout) Inner() []string { return inner[l] }
 
 func (l Layout) String() string {

@@ -264,8 +264,10 @@ func TestParseBuildDir(t *testing.T) {
 		{"nix-build-a.drv-3.drv-0", BuildDir{"nix-build-a.drv-3.drv-0", LayoutNamed, ".", "a.drv-3"}},
 		{"nix-build-a-1.drv-2-3", BuildDir{"nix-build-a-1.drv-2-3", LayoutNamedPID, ".", "a-1"}},
 
-		{"/nix/var/nix/b/2xv8kq/build", BuildDir{}},  // Lix has no build/
-		{"/tmp/nix-build-hello.drv-0/b", BuildDir{}}, // nor Nix b/
+		{"/nix/var/nix/b/2xv8kq/build", BuildDir{}}, // Lix has no build/
+		// Lix 2.92.2, 2.93.1: nested b/, the note names the top.
+		{"/nix/var/nix/builds/nix-build-hello.drv-0/b", BuildDir{"/nix/var/nix/builds/nix-build-hello.drv-0", LayoutNamed, "b", "hello"}},
+		{"/nix/var/nix/builds/nix-1-2/b", BuildDir{}}, // Nix has no b/
 		{"/tmp/nix-build-hello.drv-0/source", BuildDir{}},
 		{"/tmp/nix-build-a.drv-0/build/nix-build-nested.drv-0/build/x", BuildDir{}},
 		{"/tmp/nix-build-hello.drv-", BuildDir{}},

@@ -257,9 +257,10 @@ func TestBuildDirName(t *testing.T) {
 		"/": "",
 		"/nix/var/nix/builds/nix-build-hello.drv-1234-99":         "hello",
 		"/nix/var/nix/builds/nix-build-a.drv-3.drv-1234-99/build": "a.drv-3",
-		"/nix/var/nix/b/2xv8":          "",
-		"/tmp/nix-build-hello.drv-0/b": "", // Lix has no such names
-		"/tmp/nix-build-hello":         "",
+		"/nix/var/nix/b/2xv8":                         "",
+		"/nix/var/nix/builds/nix-build-hello.drv-0/b": "hello", // Lix 2.92.2, 2.93.1
+		"/nix/var/nix/builds/nix-1-2/b":               "",
+		"/tmp/nix-build-hello":                        "",
 	}
 	for in, want := range tests {
 		if got := buildDirName(in); got != want {
