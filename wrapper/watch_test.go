@@ -44,20 +44,11 @@ func TestWatcherLayouts(t *testing.T) {
 // names it, Lix's b/ID included, named the way Lix's note would.
 func TestCrossCheckLayouts(t *testing.T) {
 	root := t.TempDir()
-	mk := func(rel, name string) string {
-		d := filepath.Join(root, rel)
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if name != "" {
-			os.WriteFile(filepath.Join(d, "env-vars"), []byte("declare -x name=\""+name+"\"\n"), 0o644)
-		}
-		return d
-	}
+	mk := func(rel, name string) string { return mkBuildDir(t, filepath.Join(root, rel), name) }
 	const (
-		foo = "/nix/store/sh0ijqpwi21125p4h52m9fanhvdpakkb-foo.drv"
-		bar = "/nix/store/vrhbsqyv4853052b7jnfqg816lb16hqk-bar.drv"
-		baz = "/nix/store/khp5d77rvambqdrzsd8v356by6dgrcm2-baz.drv"
+		foo = "/nix/store/00000000000000000000000000000000-foo.drv"
+		bar = "/nix/store/11111111111111111111111111111111-bar.drv"
+		baz = "/nix/store/22222222222222222222222222222222-baz.drv"
 	)
 	fooDir := mk("builds/nix-build-foo.drv-12-3/build", "")
 	mk("b/0aaa/b", "other")
@@ -74,12 +65,25 @@ func TestCrossCheckLayouts(t *testing.T) {
 
 	// Lix notes crossed by a parallel build are swapped back by the
 	// env-vars in b/.
-	a := "/nix/store/sh0ijqpwi21125p4h52m9fanhvdpakkb-a.drv"
-	b := "/nix/store/vrhbsqyv4853052b7jnfqg816lb16hqk-b.drv"
-	dirA, dirB := filepath.Dir(mk("b/1aaa/b", "a")), filepath.Dir(mk("b/1bbb/b", "b"))
-	fails = []Failure{{Drv: a, KeptDir: dirB}, {Drv: b, KeptDir: dirA}}
+	dirFoo, dirBar := filepath.Dir(mk("b/1aaa/b", "foo")), filepath.Dir(mk("b/1bbb/b", "bar"))
+	fails = []Failure{{Drv: foo, KeptDir: dirBar}, {Drv: bar, KeptDir: dirFoo}}
 	crossCheck(fails, nil)
-	if fails[0].KeptDir != dirA || fails[1].KeptDir != dirB {
+	if fails[0].KeptDir != dirFoo || fails[1].KeptDir != dirBar {
 		t.Errorf("not swapped: %+v", fails)
 	}
+}
+
+// mkBuildDir creates the directory d, with an env-vars naming name
+// unless name is "".
+func mkBuildDir(t *testing.T, d, name string) string {
+	t.Helper()
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if name != "" {
+		if err := os.WriteFile(filepath.Join(d, "env-vars"), []byte("declare -x name=\""+name+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
 }
