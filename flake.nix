@@ -28,7 +28,7 @@
           # go.sum and the set of imported packages. nix/flake_test.go
           # recomputes it (`go test -run FlakeVendorHash ./nix/`) and prints
           # the new value when this one is stale.
-          vendorHash = "sha256-b8q//jlADsh/+jmiyD8+oQrZPxJ6SqqcHel3m4HILj8=";
+          vendorHash = "sha256-9SJL6xnjCIEwEAF39Il4fss/1kTJGHOOrUmfoD5L098=";
 
           # A static binary: it can be copied to a remote builder and run there.
           CGO_ENABLED = 0;

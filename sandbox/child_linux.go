@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/nix-build-shell/nbs/sandbox/term"
 	"golang.org/x/sys/unix"
 )
 
@@ -342,34 +343,25 @@ func setupTTY(s *spec) error {
 	if s.Unsandboxed {
 		ptmx = "/dev/ptmx" // the host's devpts, whose own ptmx is 0000
 	}
-	master, err := unix.Open(ptmx, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	master, slave, err := term.OpenPTY(ptmx)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", ptmx, err)
+		return err
 	}
-	defer unix.Close(master)
-	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
-		return fmt.Errorf("unlock pty: %w", err)
-	}
-	n, err := unix.IoctlGetInt(master, unix.TIOCGPTN)
-	if err != nil {
-		return fmt.Errorf("get pty number: %w", err)
-	}
-	name := fmt.Sprintf("/dev/pts/%d", n)
-	slave, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", name, err)
-	}
-	if err := unix.Sendmsg(ptyFD, []byte{0}, unix.UnixRights(master), nil, 0); err != nil {
+	defer master.Close()
+	defer slave.Close()
+	name := slave.Name()
+	if err := unix.Sendmsg(ptyFD, []byte{0}, unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
 		return fmt.Errorf("send pty master: %w", err)
 	}
 	// We are PID 1 and a session leader (Setsid at spawn).
-	if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+	sfd := int(slave.Fd())
+	if err := unix.IoctlSetInt(sfd, unix.TIOCSCTTY, 0); err != nil {
 		return fmt.Errorf("make %s the controlling terminal: %w", name, err)
 	}
 	for fd := 0; fd <= 2; fd++ {
-		if err := unix.Dup3(slave, fd, 0); err != nil {
+		if err := unix.Dup3(sfd, fd, 0); err != nil {
 			return fmt.Errorf("dup %s to fd %d: %w", name, fd, err)
 		}
 	}
-	return unix.Close(slave)
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	"github.com/nix-build-shell/nbs/sandbox/term"
 	"golang.org/x/sys/unix"
 )
 
@@ -252,7 +253,7 @@ func run(ctx context.Context, s *spec, ids Owner, stdin, stdout, stderr *os.File
 	}
 	stopRelay := func() {}
 	if m := p.Master(); m != nil {
-		_, stop, err := Relay(m, stdin, stdout)
+		_, stop, err := term.Relay(m, stdin, stdout)
 		if err != nil {
 			p.Kill()
 			p.Wait(context.Background())

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
 // newSpec describes the sandbox the build ran in, over the workspace:
@@ -16,7 +18,7 @@ func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.L
 	if fixedOutput {
 		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")
 	}
-	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
+	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
 	s := &spec{
 		Root: ws.dir.root(),
 		Mounts: NewPlan(PlanConfig{

@@ -11,7 +11,3 @@ import (
 // a pipe: the log stays unchanged but without Nix's colours and progress bar.
 
 func openPTY() (master, slave *os.File, err error) { return nil, nil, errors.ErrUnsupported }
-
-func isTerminal(*os.File) bool { return false }
-
-func copyWinsize(term, pty *os.File) {}

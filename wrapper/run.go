@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
 // Options says which nix-build to run and with what.
@@ -209,10 +211,10 @@ func copyStream(r io.Reader, w io.Writer, s *Scanner) {
 // this is Linux), else a pipe. r is nbs's end, w nix-build's; resize, when
 // not nil, copies out's window size to the pty again.
 func stderrFor(out io.Writer) (r, w *os.File, resize func(), err error) {
-	if f, ok := out.(*os.File); ok && isTerminal(f) {
+	if f, ok := out.(*os.File); ok && term.IsTerminal(f) {
 		r, w, err := openPTY()
 		if err == nil {
-			resize := func() { copyWinsize(f, r) }
+			resize := func() { term.CopySize(f, r) }
 			resize()
 			return r, w, resize, nil
 		}

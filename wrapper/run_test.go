@@ -316,7 +316,12 @@ func TestRunTerminal(t *testing.T) {
 	defer master.Close()
 	defer slave.Close()
 	ws := &unix.Winsize{Row: 33, Col: 101}
-	if err := control(master, func(fd int) error { return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, ws) }); err != nil {
+	rc, err := master.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { err = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, ws) })
+	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := Run(context.Background(), Options{

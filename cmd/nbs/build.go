@@ -14,6 +14,7 @@ import (
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
+	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/spf13/cobra"
 )
@@ -262,7 +263,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		}
 		return &exitStatus{res.ExitCode}
 	}
-	interactive := opts.Run == "" && sandbox.IsTerminal(f.Stdin) && sandbox.IsTerminal(f.Stdout)
+	interactive := opts.Run == "" && terminal.IsTerminal(f.Stdin) && terminal.IsTerminal(f.Stdout)
 	enter := !opts.NoShell && (opts.Run != "" || interactive)
 	for i, fl := range kept {
 		where, enterCmd := "", "nbs shell "+shellQuote(fl.KeptDir)

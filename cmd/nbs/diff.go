@@ -14,6 +14,7 @@ import (
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/spf13/cobra"
 )
 
@@ -138,7 +139,7 @@ func writeStat(w io.Writer, changes []diff.Change) error {
 
 // writeDiff writes the patch, colored like git's on a terminal.
 func writeDiff(out *os.File, kept, copy string, changes []diff.Change) error {
-	if !sandbox.IsTerminal(out) || os.Getenv("NO_COLOR") != "" {
+	if !terminal.IsTerminal(out) || os.Getenv("NO_COLOR") != "" {
 		return diff.Write(out, kept, copy, changes)
 	}
 	var buf bytes.Buffer

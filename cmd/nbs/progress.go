@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/sandbox"
-	"golang.org/x/sys/unix"
+	terminal "github.com/nix-build-shell/nbs/sandbox/term" // "term" is the e2e tests' outer terminal
 )
 
 // progressDelay: a copy that ends sooner shows no progress bar at all.
@@ -45,25 +45,17 @@ type copyProgress struct {
 // or nil when stderr is not a terminal: a log file gets no progress bar,
 // and without a callback the copy skips its counting pass.
 func newCopyProgress(stderr *os.File) func(sandbox.CopyProgress) {
-	if !sandbox.IsTerminal(stderr) {
+	if !terminal.IsTerminal(stderr) {
 		return nil
 	}
 	p := &copyProgress{
 		w:     stderr,
-		width: func() int { return termWidth(stderr) },
+		width: func() int { return terminal.Width(stderr) },
 		start: time.Now(),
 		now:   time.Now,
 		delay: progressDelayFromEnv(),
 	}
 	return p.update
-}
-
-func termWidth(f *os.File) int {
-	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
-	if err != nil {
-		return 0
-	}
-	return int(ws.Col)
 }
 
 func (p *copyProgress) update(cp sandbox.CopyProgress) {

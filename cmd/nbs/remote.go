@@ -35,6 +35,7 @@ import (
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
+	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/spf13/cobra"
 )
@@ -420,7 +421,7 @@ func enterRemote(ctx context.Context, f *Factory, o remoteOptions) (status int, 
 		args = append(args, "--keep")
 	}
 	args = append(append(args, "--", o.Dir), o.Command...)
-	tty := sandbox.IsTerminal(f.Stdin) && sandbox.IsTerminal(f.Stdout)
+	tty := terminal.IsTerminal(f.Stdin) && terminal.IsTerminal(f.Stdout)
 	sshArgs := o.Target.sshArgs(r.sshOpts, r.knownHosts, tty, shCommand(runScript(p.dir, nbs, args)))
 	f.Log().Debug("ssh", "args", strings.Join(sshArgs, " "))
 	// Not CommandContext: a signal reaches ssh as SIGTERM (above), which

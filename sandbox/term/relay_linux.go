@@ -1,4 +1,4 @@
-package sandbox
+package term
 
 import (
 	"errors"
@@ -8,61 +8,28 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	xterm "golang.org/x/term"
 )
-
-// IsTerminal reports whether f is a terminal.
-func IsTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// rawTerminal puts the user's terminal into raw mode (cfmakeraw) and
-// returns a function that restores it: every key, Ctrl-C and Ctrl-Z
-// included, then reaches the sandbox's own pty, whose line discipline
-// turns them into signals for the sandbox's foreground job.
-func rawTerminal(fd int) (*unix.Termios, func(), error) {
-	orig, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return nil, nil, err
-	}
-	raw := *orig
-	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	raw.Oflag &^= unix.OPOST
-	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	raw.Cflag &^= unix.CSIZE | unix.PARENB
-	raw.Cflag |= unix.CS8
-	raw.Cc[unix.VMIN] = 1
-	raw.Cc[unix.VTIME] = 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETSW, &raw); err != nil {
-		return nil, nil, err
-	}
-	saved := *orig
-	return orig, func() { _ = unix.IoctlSetTermios(fd, unix.TCSETSW, &saved) }, nil
-}
-
-// copyWinsize gives the pty the size of the user's terminal.
-func copyWinsize(from, to int) {
-	ws, err := unix.IoctlGetWinsize(from, unix.TIOCGWINSZ)
-	if err == nil {
-		_ = unix.IoctlSetWinsize(to, unix.TIOCSWINSZ, ws)
-	}
-}
 
 // Relay connects the user's terminal (in, out) to the sandbox's pty
 // master until the sandbox side closes. It puts the terminal in raw mode,
 // gives the pty the terminal's settings and size, and follows window
 // resizes. The returned function stops the relay early and restores the
 // terminal; it is safe to call more than once.
+//
+// Raw mode: every key, Ctrl-C and Ctrl-Z included, then reaches the
+// sandbox's own pty, whose line discipline turns them into signals for
+// the sandbox's foreground job.
 func Relay(master, in, out *os.File) (done <-chan struct{}, stop func(), err error) {
 	mfd, ifd, ofd := int(master.Fd()), int(in.Fd()), int(out.Fd())
-	orig, restore, err := rawTerminal(ifd)
+	orig, err := xterm.MakeRaw(ifd)
 	if err != nil {
 		return nil, nil, err
 	}
+	restore := func() { _ = xterm.Restore(ifd, orig) }
 	// The pty starts with the user's own settings (erase key, ...).
-	_ = unix.IoctlSetTermios(mfd, unix.TCSETS, orig)
-	copyWinsize(ifd, mfd)
-
+	_ = xterm.Restore(mfd, orig)
+	copySize(ifd, mfd)
 	wakeR, wakeW, err := os.Pipe()
 	if err != nil {
 		restore()
@@ -108,7 +75,7 @@ func relayLoop(mfd, ifd, ofd, wake int, winch <-chan os.Signal) {
 	for {
 		select {
 		case <-winch:
-			copyWinsize(ifd, mfd)
+			copySize(ifd, mfd)
 		default:
 		}
 		fds := []unix.PollFd{{Fd: int32(mfd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
