@@ -30,6 +30,7 @@ func Relay(master, in, out *os.File) (done <-chan struct{}, stop func(), err err
 	// The pty starts with the user's own settings (erase key, ...).
 	_ = xterm.Restore(mfd, orig)
 	copySize(ifd, mfd)
+
 	wakeR, wakeW, err := os.Pipe()
 	if err != nil {
 		restore()
