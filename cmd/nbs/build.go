@@ -16,6 +16,7 @@ import (
 	"github.com/nix-build-shell/nbs/sandbox"
 	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/nix-build-shell/nbs/wrapper"
+	"github.com/nix-build-shell/nbs/wrapper/remote"
 	"github.com/spf13/cobra"
 )
 
@@ -365,16 +366,16 @@ func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, buil
 		}
 	}
 	b := builderFor(fl.Builder, builders)
-	t, err := parseRemote(b.URI)
+	t, err := remote.Parse(b.URI)
 	if err != nil {
 		return 0, &hintError{err, "nbs enters builds on ssh:// and ssh-ng:// builders only"}
 	}
-	t.withBuilder(b)
+	t.WithBuilder(b)
 	var command []string
 	if script != "" {
 		command = []string{"/proc/self/exe", "-c", script}
 	}
-	return enterRemote(ctx, f, remoteOptions{Target: t, Dir: fl.KeptDir, Command: command})
+	return enterRemote(ctx, f, remote.Options{Target: t, Dir: fl.KeptDir, Command: command})
 }
 
 // builderFor is the builder Nix printed as uri: one of builders (whose

@@ -412,7 +412,7 @@ func TestRemoteBuild(t *testing.T) {
 				}
 				before := treeSum(t, b.root+dirs[0])
 				// The printed command works as printed.
-				sh := exec.Command("sh", "-c", shQuote(nbsBin)+" "+m[1]+" sh -c 'cat src/file.txt; hostname; rm -rf /build/src; exit 7'")
+				sh := exec.Command("sh", "-c", shellQuote(nbsBin)+" "+m[1]+" sh -c 'cat src/file.txt; hostname; rm -rf /build/src; exit 7'")
 				sh.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent", "NIX_SSHOPTS=" + b.sshOpts}
 				var stdout, stderr bytes.Buffer
 				sh.Stdout, sh.Stderr = &stdout, &stderr
