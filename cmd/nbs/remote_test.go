@@ -83,3 +83,22 @@ func TestEnterFailedRemoteUnknownBuilder(t *testing.T) {
 		t.Errorf("err = %v; want a refusal to connect", err)
 	}
 }
+
+// TestRemoteUsage: flags that work on this machine only are refused with
+// --remote before anything connects, and a missing DIR says so.
+func TestRemoteUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"shell", "--remote", "ssh://h.invalid"}, "shell --remote: missing DIR"},
+		{[]string{"shell", "--remote", "ssh://h.invalid", "--last"}, "--last finds kept directories on this machine"},
+		{[]string{"shell", "--remote", "ssh://h.invalid", "--with", "gdb", "/tmp/d"}, "--with adds this machine's store paths"},
+		{[]string{"shell", "--remote", "daemon", "/tmp/d"}, "not an ssh:// or ssh-ng:// builder"},
+	} {
+		_, stderr, code := cliRun(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("nbs %s: status %d, stderr %q; want 2 and %q", strings.Join(c.args, " "), code, stderr, c.want)
+		}
+	}
+}
