@@ -18,7 +18,7 @@ import (
 
 // Options is one request to enter a kept directory on a builder.
 type Options struct {
-	Target  *Target
+	Target  *Target  // required: see Parse
 	Dir     string   // the kept directory on the builder
 	Command []string // empty: an interactive shell
 	Keep    bool     // the remote nbs shell's --keep
@@ -169,6 +169,9 @@ func (r *runner) output(ctx context.Context, script string, stdin io.Reader) (st
 // the session with a *sandbox.SignalError; the builder is cleaned up in
 // every case.
 func Enter(ctx context.Context, o Options) (status int, err error) {
+	if o.Target == nil {
+		return 0, errors.New("enter a remote build: no builder given")
+	}
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
