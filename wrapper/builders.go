@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"path/filepath"
 	"strings"
 )
 
@@ -250,85 +249,6 @@ func percentEncode(s string) string {
 		fmt.Fprintf(&b, "%%%02X", c)
 	}
 	return b.String()
-}
-
-// BuildersArg returns the builders setting given on the command line
-// (--builders V or --option builders V; the last one wins, as in Nix).
-func BuildersArg(args []string) (value string, ok bool) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			break
-		}
-		switch {
-		case a == "--builders" && i+1 < len(args):
-			value, ok = args[i+1], true
-		case a == "--option" && i+2 < len(args) && args[i+1] == "builders":
-			value, ok = args[i+2], true
-		}
-		i += argsTaken[a]
-	}
-	return value, ok
-}
-
-// WithBuilders returns args with the builders setting set to value: every
-// --builders or --option builders value of the user's is replaced where it
-// is, and when there is none, "--builders value" is added at the front
-// (nix-build) or right after "build" (the new CLI, program "nix").
-func WithBuilders(program string, args []string, value string) []string {
-	out := append([]string(nil), args...)
-	replaced := false
-	for i := 0; i < len(out); i++ {
-		a := out[i]
-		if a == "--" {
-			break
-		}
-		switch {
-		case a == "--builders" && i+1 < len(out):
-			out[i+1], replaced = value, true
-		case a == "--option" && i+2 < len(out) && out[i+1] == "builders":
-			out[i+2], replaced = value, true
-		}
-		i += argsTaken[a]
-	}
-	if replaced {
-		return out
-	}
-	return insertOptions(program, out, "--builders", value)
-}
-
-// insertOptions puts opts where nbs's own options go: first for
-// nix-build, right after "build" for the new CLI.
-func insertOptions(program string, args []string, opts ...string) []string {
-	at := 0
-	if filepath.Base(program) == "nix" {
-		if b := scanFlags(args).build; b >= 0 {
-			at = b + 1
-		}
-	}
-	out := make([]string, 0, len(args)+len(opts))
-	out = append(append(append(out, args[:at]...), opts...), args[at:]...)
-	return out
-}
-
-// KeepFailedRefused reports whether the user turned keep-failed off
-// (--no-keep-failed, --option keep-failed false): nbs then leaves the
-// builders alone too.
-func KeepFailedRefused(args []string) bool {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			break
-		}
-		switch {
-		case a == "--no-keep-failed":
-			return true
-		case a == "--option" && i+2 < len(args) && args[i+1] == "keep-failed" && args[i+2] == "false":
-			return true
-		}
-		i += argsTaken[a]
-	}
-	return false
 }
 
 // URIParam is the value of the parameter name in a store URI's query,

@@ -131,11 +131,11 @@ func TestBuildersArgs(t *testing.T) {
 			[]string{"--builders", "NEW", "--", "--builders", "x"}},
 	}
 	for _, c := range cases {
-		v, ok := BuildersArg(c.args)
+		v, ok := readArgs(syntaxOf(c.program), c.args).builders()
 		if v != c.value || ok != c.given {
 			t.Errorf("BuildersArg(%q) = %q, %v; want %q, %v", c.args, v, ok, c.value, c.given)
 		}
-		got := WithBuilders(c.program, c.args, "NEW")
+		got := withBuilders(c.program, c.args, "NEW")
 		if strings.Join(got, "\x00") != strings.Join(c.want, "\x00") {
 			t.Errorf("WithBuilders(%q) = %q; want %q", c.args, got, c.want)
 		}
@@ -153,7 +153,7 @@ func TestKeepFailedRefused(t *testing.T) {
 		{[]string{"--argstr", "x", "--no-keep-failed"}, false},
 		{[]string{"-K"}, false},
 	} {
-		if got := KeepFailedRefused(c.args); got != c.want {
+		if got := keepFailedOff(readArgs(legacySyntax, c.args)); got != c.want {
 			t.Errorf("KeepFailedRefused(%q) = %v", c.args, got)
 		}
 	}
@@ -182,7 +182,7 @@ func TestWithFeatures(t *testing.T) {
 			[]string{"build", "--extra-experimental-features", "nix-command flakes", "--extra-experimental-features", "ca-derivations", ".#x"}},
 	}
 	for _, c := range cases {
-		got := WithFeatures(c.program, c.args, c.features)
+		got := withFeatures(c.program, c.args, c.features)
 		if strings.Join(got, "\x00") != strings.Join(c.want, "\x00") {
 			t.Errorf("WithFeatures(%s, %q) = %q; want %q", c.program, c.args, got, c.want)
 		}

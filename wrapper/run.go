@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -20,7 +19,7 @@ import (
 // Options says which nix-build to run and with what.
 type Options struct {
 	Program string   // "nix-build" or "nix" (new CLI); path or name looked up in PATH
-	Args    []string // passed verbatim: build them with BuildArgs
+	Args    []string // passed verbatim: build them with Command
 	Dir     string   // working directory (where ./result goes); "" = nbs's own
 	Env     []string // environment; nil = nbs's own
 	Stdin   io.Reader
@@ -232,92 +231,6 @@ func exitCode(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
-}
-
-// BuildArgs returns the arguments for program: the user's, with
-// --keep-failed added unless they gave --keep-failed, -K or a keep-failed
-// setting of their own (--option keep-failed …, --no-keep-failed). For the
-// new CLI (program "nix") it also adds "build" unless they gave it, and -L
-// (build logs, as nix-build shows them) unless they chose
-// -L/--print-build-logs/--no-print-build-logs or a --log-format. nbs's
-// additions come right after "build" (or first, for nix-build), so that
-// a "--" among the user's arguments still ends the options.
-func BuildArgs(program string, userArgs []string) []string {
-	flags := scanFlags(userArgs)
-	newCLI := filepath.Base(program) == "nix"
-	var add []string
-	if !flags.keepFailed {
-		add = append(add, "--keep-failed")
-	}
-	if newCLI && !flags.logs {
-		add = append(add, "-L")
-	}
-	out := make([]string, 0, len(userArgs)+len(add)+1)
-	switch {
-	case !newCLI:
-		out = append(append(out, add...), userArgs...)
-	case flags.build >= 0:
-		i := flags.build + 1
-		out = append(append(append(out, userArgs[:i]...), add...), userArgs[i:]...)
-	default:
-		out = append(append(append(out, "build"), add...), userArgs...)
-	}
-	return out
-}
-
-type userFlags struct {
-	keepFailed bool // the user decided about keep-failed
-	logs       bool // the user decided about build logs
-	build      int  // index of the "build" subcommand, or -1
-}
-
-// argsTaken is how many values an option of nix-build or nix takes
-// (settings given as --NAME VALUE included), so that a value such as
-// `--argstr x -K` is not read as a flag.
-var argsTaken = map[string]int{
-	"--arg": 2, "--argstr": 2, "--option": 2, "--arg-from-file": 2, "--arg-from-stdin": 1,
-	"-A": 1, "--attr": 1, "-I": 1, "--include": 1, "-o": 1, "--out-link": 1,
-	"-j": 1, "--max-jobs": 1, "--cores": 1, "--builders": 1, "--store": 1, "--eval-store": 1,
-	"--log-format": 1, "--max-silent-time": 1, "--timeout": 1, "-f": 1, "--file": 1,
-	"--expr": 1, "--profile": 1, "--override-input": 2, "--update-input": 1,
-	"--override-flake": 2, "--reference-lock-file": 1, "--output-lock-file": 1,
-	"--inputs-from": 1, "--extra-experimental-features": 1, "--experimental-features": 1,
-	"--substituters": 1, "--extra-substituters": 1, "--system": 1, "--drv-link": 1,
-}
-
-func scanFlags(args []string) userFlags {
-	f := userFlags{build: -1}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			return f
-		case a == "--keep-failed" || a == "-K" || a == "--no-keep-failed":
-			f.keepFailed = true
-		case a == "--option" && i+1 < len(args) && strings.TrimPrefix(args[i+1], "extra-") == "keep-failed":
-			f.keepFailed = true
-		case a == "-L" || a == "--print-build-logs" || a == "--no-print-build-logs" ||
-			a == "--log-format" || strings.HasPrefix(a, "--log-format="):
-			f.logs = true
-		case a == "build" && f.build < 0:
-			f.build = i
-		case len(a) > 2 && a[0] == '-' && a[1] != '-' && isLetters(a[1:]):
-			// Nix expands "-vK" into "-v -K".
-			f.keepFailed = f.keepFailed || strings.Contains(a, "K")
-			f.logs = f.logs || strings.Contains(a, "L")
-		}
-		i += argsTaken[a]
-	}
-	return f
-}
-
-func isLetters(s string) bool {
-	for _, c := range s {
-		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
-			return false
-		}
-	}
-	return true
 }
 
 // DefaultWatchDirs returns the build-dir roots worth watching, existing

@@ -55,9 +55,9 @@ func TestBuildArgs(t *testing.T) {
 		{"nix", []string{"--file", "build", "x"}, []string{"build", "--keep-failed", "-L", "--file", "build", "x"}},
 	}
 	for _, tt := range tests {
-		got := BuildArgs(tt.program, tt.args)
+		got := buildArgs(tt.program, tt.args)
 		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("BuildArgs(%q, %q)\n got %q\nwant %q", tt.program, tt.args, got, tt.want)
+			t.Errorf("buildArgs(%q, %q)\n got %q\nwant %q", tt.program, tt.args, got, tt.want)
 		}
 	}
 }
@@ -520,7 +520,7 @@ func removeKept(dir string) {
 func (n *nixTest) options(attr string, stderr io.Writer) Options {
 	return Options{
 		Program:   n.nixBuild,
-		Args:      BuildArgs("nix-build", []string{n.expr, "-A", attr, "--argstr", "nonce", n.nonce}),
+		Args:      buildArgs("nix-build", []string{n.expr, "-A", attr, "--argstr", "nonce", n.nonce}),
 		Dir:       n.dir,
 		Env:       append(os.Environ(), "TMPDIR="+n.dir),
 		Stderr:    stderr,
@@ -674,7 +674,7 @@ func TestRunNixTerminal(t *testing.T) {
 	}()
 	opts := n.options("bad", slave)
 	opts.Program = nix
-	opts.Args = BuildArgs("nix", []string{"--extra-experimental-features", "nix-command", "--no-link",
+	opts.Args = buildArgs("nix", []string{"--extra-experimental-features", "nix-command", "--no-link",
 		"-f", n.expr, "bad", "--argstr", "nonce", n.nonce})
 	opts.Env = append(opts.Env, "TERM=xterm-256color")
 	res, err := Run(context.Background(), opts)

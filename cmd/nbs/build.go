@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/user"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -167,45 +163,9 @@ loop:
 	}
 	opts.Args = args[i:]
 	if opts.Program == "" {
-		opts.Program = "nix-build"
-		if usesFlakes(opts.Args) || hasFileFlag(opts.Args) {
-			opts.Program = "nix"
-		}
+		opts.Program = wrapper.DefaultProgram(opts.Args)
 	}
 	return false, nil
-}
-
-// hasFileFlag reports whether args use -f/--file, which only the new CLI
-// has (nix build --file F ATTR).
-func hasFileFlag(args []string) bool {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "-f" || a == "--file" {
-			return true
-		}
-	}
-	return false
-}
-
-// usesFlakes reports whether args name a flake output, which only the
-// new CLI (nix build) builds.
-func usesFlakes(args []string) bool {
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			continue
-		}
-		if a == "." || strings.Contains(a, "#") {
-			return true
-		}
-		for _, p := range []string{"path:", "github:", "gitlab:", "sourcehut:", "git+", "flake:", "tarball+", "file+"} {
-			if strings.HasPrefix(a, p) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
@@ -217,10 +177,11 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		f.Log().Debug("cannot ask nix for its version and settings", "err", err)
 		host = nil
 	}
-	args, builders := nixArgs(program, opts.Args, host, f.Log())
+	inv := wrapper.Command(opts.Program, opts.Args, host, f.Log())
+	builders := inv.Builders
 	res, err := wrapper.Run(ctx, wrapper.Options{
-		Program:   opts.Program,
-		Args:      args,
+		Program:   inv.Program,
+		Args:      inv.Args,
 		Stdin:     f.Stdin,
 		Stdout:    f.Stdout,
 		Stderr:    f.Stderr,
@@ -249,7 +210,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		name := nix.DrvName(fl.Drv)
 		switch {
 		case fl.KeptDir == "" && fl.Builder != "":
-			fmt.Fprintf(f.Stderr, "nbs: %s failed on %s%s, which kept no build directory: %s\n", name, builderFor(fl.Builder, builders).URI, exitText(fl.ExitCode), notKeptReason(fl, builders, wrapper.KeepFailedRefused(opts.Args)))
+			fmt.Fprintf(f.Stderr, "nbs: %s failed on %s%s, which kept no build directory: %s\n", name, builderFor(fl.Builder, builders).URI, exitText(fl.ExitCode), notKeptReason(fl, builderFor(fl.Builder, builders), inv.WhyNotKept(fl)))
 		case fl.KeptDir == "":
 			fmt.Fprintf(f.Stderr, "nbs: %s failed, but Nix kept no build directory for it\n", name)
 		default:
@@ -333,17 +294,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 // misplacedFlag is the first of nbs's own flags found among the
 // arguments for Nix, where it went to Nix, "" if none.
 func misplacedFlag(args []string) string {
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		for _, f := range []string{"--run", "--no-shell", "--nix-build", "--with"} {
-			if a == f || strings.HasPrefix(a, f+"=") {
-				return f
-			}
-		}
-	}
-	return ""
+	return wrapper.FirstOption(args, "--run", "--no-shell", "--nix-build", "--with")
 }
 
 // enterFailedRemote enters a failure kept on a builder. --run's shell
@@ -389,112 +340,19 @@ func builderFor(uri string, builders []wrapper.Builder) wrapper.Builder {
 	return wrapper.Builder{URI: uri}
 }
 
-// nixArgs are the arguments for program: the user's with nbs's additions
-// (wrapper.BuildArgs), the experimental features the new CLI needs, and
-// the builders changed so that each keeps a failed build's directory. It
-// also returns the builders in use, as the user or nix.conf wrote them.
-func nixArgs(program string, userArgs []string, host *nix.Host, log *slog.Logger) ([]string, []wrapper.Builder) {
-	args := wrapper.BuildArgs(program, userArgs)
-	if program == "nix" {
-		args = wrapper.WithFeatures(program, args, neededFeatures(host, usesFlakes(userArgs)))
-	}
-	value, given := wrapper.BuildersArg(userArgs)
-	if !given && host != nil {
-		value = host.Settings["builders"]
-	}
-	if value == "" {
-		return args, nil
-	}
-	changed, builders, rewrite, err := wrapper.RewriteBuilders(value, os.ReadFile)
-	if err != nil {
-		log.Warn("cannot read the builders; they are passed to Nix unchanged", "err", err)
-		return args, builders
-	}
-	switch {
-	case !rewrite || wrapper.KeepFailedRefused(userArgs):
-	case !given && !trustedByNix(host):
-		// Nix's daemon ignores a builders setting from an untrusted user
-		// (with a warning): its own builders apply, unchanged.
-		log.Debug("builders from nix.conf left unchanged: not a trusted user of the nix-daemon")
-	default:
-		log.Debug("builders told to keep failed build directories", "builders", changed)
-		args = wrapper.WithBuilders(program, args, changed)
-	}
-	return args, builders
-}
-
-// neededFeatures are the experimental features the new CLI needs for this
-// call: nix-command, and flakes for a flake reference, from Nix 2.4 on,
-// less those nix.conf enables. nix-command stays even so: the settings
-// were read with it switched on, so they always list it.
-func neededFeatures(host *nix.Host, flakes bool) []string {
-	want := []string{"nix-command"}
-	if flakes {
-		want = append(want, "flakes")
-	}
-	if host == nil {
-		return want
-	}
-	if !host.Version.AtLeast(2, 4, 0) {
-		return nil
-	}
-	enabled := host.Settings.List("experimental-features")
-	var out []string
-	for _, w := range want {
-		if w == "nix-command" || !slices.Contains(enabled, w) {
-			out = append(out, w)
-		}
-	}
-	return out
-}
-
-// trustedByNix reports whether this user's settings reach the builds:
-// root's always (no daemon, or a trusted one); otherwise the daemon's
-// trusted-users must name the user, one of their groups (@group) or *.
-func trustedByNix(host *nix.Host) bool {
-	if os.Geteuid() == 0 {
-		return true
-	}
-	u, err := user.Current()
-	if err != nil {
-		return false
-	}
-	groups := map[string]bool{}
-	if gids, err := u.GroupIds(); err == nil {
-		for _, gid := range gids {
-			if g, err := user.LookupGroupId(gid); err == nil {
-				groups[g.Name] = true
-			}
-		}
-	}
-	for _, t := range host.Settings.List("trusted-users") {
-		if t == "*" || t == u.Username || strings.HasPrefix(t, "@") && groups[t[1:]] {
-			return true
-		}
-	}
-	return false
-}
-
-// notKeptReason says why a builder kept no directory and what to set
-// there.
-func notKeptReason(fl wrapper.Failure, builders []wrapper.Builder, refused bool) string {
-	if refused {
+// notKeptReason says why builder b kept no directory of fl and what to
+// set there.
+func notKeptReason(fl wrapper.Failure, b wrapper.Builder, why wrapper.NotKept) string {
+	switch why {
+	case wrapper.KeepFailedOff:
 		return "keep-failed is off (--no-keep-failed or --option keep-failed false)"
-	}
-	if fl.KeptRemote {
+	case wrapper.KeptSomewhere:
 		return "Nix says it kept it there but not where; look for the newest directory in the builder's build-dir (nix-build-* in its /tmp) and enter it with nbs shell --remote " + shellQuote(fl.Builder) + " DIR"
-	}
-	b := builderFor(fl.Builder, builders)
-	// The URI Nix printed asks for keep-failed already: nbs changed it,
-	// or the user wrote it so.
-	_, wouldChange := wrapper.KeepFailedURI(fl.Builder)
-	asked := !wouldChange && strings.HasPrefix(fl.Builder, "ssh")
-	switch {
-	case asked && strings.HasPrefix(b.URI, "ssh-ng://"):
+	case wrapper.DaemonIgnored:
 		return "its nix-daemon --stdio hands builds to a nix-daemon running there, which ignores options from the connection; set keep-failed = true in the builder's nix.conf (and restart its nix-daemon), or use the builder as ssh://" + strings.TrimPrefix(b.URI, "ssh-ng://") + ", whose keep-failed reaches that daemon"
-	case asked:
+	case wrapper.BuilderIgnored:
 		return "nbs asked it to (remote-program=… --option keep-failed true); set keep-failed = true in the builder's nix.conf"
-	case strings.HasPrefix(fl.Builder, "ssh-ng://"):
+	case wrapper.NeverPassedSSHNG:
 		return "Nix never passes --keep-failed to ssh-ng:// builders, and nbs could not ask it (the builders come from the nix-daemon's settings, which an untrusted user cannot change); set keep-failed = true in the builder's nix.conf"
 	default:
 		return "Nix passes --keep-failed only to builders that build as root without a daemon, and nbs could not ask it (the builders come from the nix-daemon's settings, which an untrusted user cannot change); set keep-failed = true in the builder's nix.conf"
