@@ -55,4 +55,3 @@ func TestCommand(t *testing.T) {
 		}
 	}
 }
-

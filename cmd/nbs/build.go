@@ -52,8 +52,10 @@ Outcome:
   Ctrl-C             nix-build is stopped, nbs exits 130
 
 nix-build or nix build: nbs runs 'nix build' (the new CLI) when an argument
-is a flake reference (contains '#', or starts with path:, github:, git+,
-flake:, or is '.') or when -f/--file is given, and nix-build otherwise.
+that is not an option's value is a flake reference (contains '#', or
+starts with path:, github:, git+, flake:, or is '.') or when -f/--file is
+given, and nix-build otherwise; after -E/--expr the arguments are
+expressions, never flake references.
 --nix-build PATH chooses the program; a program named 'nix' means the new
 CLI. For the new CLI nbs adds -L (unless you chose -L, --no-print-build-logs
 or a --log-format) and, on Nix 2.4 and later, --extra-experimental-features
