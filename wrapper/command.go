@@ -26,9 +26,6 @@ type Invocation struct {
 	// KeepFailedOff: the user turned keep-failed off (--no-keep-failed,
 	// --option keep-failed false); nbs then leaves the builders alone.
 	KeepFailedOff bool
-	// BuildersChanged: the builders were told to keep a failed build's
-	// directory (KeepFailedURI).
-	BuildersChanged bool
 }
 
 // Command returns how to run program (DefaultProgram's choice when "")
@@ -72,7 +69,6 @@ func Command(program string, userArgs []string, host *nix.Host, log *slog.Logger
 	default:
 		log.Debug("builders told to keep failed build directories", "builders", changed)
 		inv.Args = withBuilders(program, inv.Args, changed)
-		inv.BuildersChanged = true
 	}
 	return inv
 }
