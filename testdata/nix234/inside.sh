@@ -14,6 +14,21 @@ export GOPROXY=off TMPDIR=/tmp
 
 echo "nix234: $(nix-build --version), $(go version), kernel $(uname -r)" >&2
 
+# Build users, and sshd's privilege-separation user, with uids no host
+# account has. Nix ends every build by killing all processes of its build
+# user's uid (killUser in src/libstore/unix/build/derivation-builder.cc,
+# local-derivation-goal.cc before 2.25), and Debian gives the sid root's
+# system users the same uids as the host's build users (sid's sshd was the
+# host's nixbld2): a build on the host would kill this side's sandboxes,
+# test canaries and ssh sessions, and the other way round. Idempotent
+# (the root is reused).
+for u in $(getent group nixbld | cut -d: -f4 | tr , ' '); do
+  n=${u#nixbld}
+  case $n in *[!0-9]*|'') continue ;; esac
+  [ "$(id -u "$u")" -ge 30000 ] || usermod -u $((30000 + n)) "$u"
+done
+if id sshd >/dev/null 2>&1 && [ "$(id -u sshd)" -lt 30000 ]; then usermod -u 30100 sshd; fi
+
 mkdir -p /nix/var/nix/daemon-socket
 setsid nix-daemon </dev/null >/var/log/nix-daemon.log 2>&1 &
 for _ in $(seq 100); do
