@@ -110,15 +110,19 @@ func (w *notifyWriter) String() string {
 	return w.buf.String()
 }
 
+// hang is how long a test waits for something that must happen before
+// it calls it a hang: long, so that a busy machine never fails a test.
+const hang = 2 * time.Minute
+
 // waitFor waits until what was written contains s.
-func (w *notifyWriter) waitFor(t *testing.T, s string, d time.Duration) {
+func (w *notifyWriter) waitFor(t *testing.T, s string) {
 	t.Helper()
-	deadline := time.After(d)
+	deadline := time.After(hang)
 	for !strings.Contains(w.String(), s) {
 		select {
 		case <-w.more:
 		case <-deadline:
-			t.Fatalf("no %q after %v; got %q", s, d, w.String())
+			t.Fatalf("no %q after %v; got %q", s, hang, w.String())
 		}
 	}
 }
@@ -147,9 +151,9 @@ func TestCopyStream(t *testing.T) {
 		}
 	}
 	send([]byte("\r[0/1 built] building a\x1b[K"))
-	out.waitFor(t, "building a\x1b[K", 2*time.Second)
+	out.waitFor(t, "building a\x1b[K")
 	send([]byte("\r\x1b[Knote: keeping build directory '/tmp/nix-build-a.drv-0'\n"))
-	out.waitFor(t, "drv-0'\n", 2*time.Second)
+	out.waitFor(t, "drv-0'\n")
 
 	junk := make([]byte, 1<<20)
 	rand.Read(junk)
@@ -163,7 +167,7 @@ func TestCopyStream(t *testing.T) {
 	pw.Close()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(hang):
 		t.Fatal("copyStream did not return at EOF")
 	}
 	if got := out.String(); got != sent.String() {
@@ -221,14 +225,14 @@ func TestRunForwardsSignal(t *testing.T) {
 		})
 		rc <- ret{res, err}
 	}()
-	errw.waitFor(t, "ready", 5*time.Second)
+	errw.waitFor(t, "ready")
 	syscall.Kill(os.Getpid(), syscall.SIGINT)
 	select {
 	case r := <-rc:
 		if r.err != nil || r.res.Signal != syscall.SIGINT || r.res.ExitCode != 7 {
 			t.Fatalf("Run = %+v, %v; want Signal SIGINT, ExitCode 7", r.res, r.err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(hang):
 		t.Fatal("Run did not return after SIGINT")
 	}
 	if !strings.Contains(errw.String(), "got-int") {
@@ -249,7 +253,7 @@ func TestRunKillsStubbornProgram(t *testing.T) {
 		})
 		rc <- res
 	}()
-	errw.waitFor(t, "ready", 5*time.Second)
+	errw.waitFor(t, "ready")
 	var pid int
 	if _, err := fmt.Sscanf(errw.String(), "ready %d", &pid); err != nil {
 		t.Fatalf("no pid in %q: %v", errw.String(), err)
@@ -261,10 +265,10 @@ func TestRunKillsStubbornProgram(t *testing.T) {
 		if res.Signal != syscall.SIGTERM || res.ExitCode != 128+int(syscall.SIGKILL) {
 			t.Fatalf("Run = %+v; want Signal SIGTERM and ExitCode 137", res)
 		}
-		if d := time.Since(start); d < killGrace || d > killGrace+3*time.Second {
-			t.Errorf("returned after %v, want about %v", d, killGrace)
+		if d := time.Since(start); d < killGrace {
+			t.Errorf("returned after %v, before the grace of %v", d, killGrace)
 		}
-	case <-time.After(killGrace + 5*time.Second):
+	case <-time.After(killGrace + hang):
 		t.Fatal("Run did not return")
 	}
 	if alive(pid) {
@@ -291,14 +295,14 @@ func TestRunContextCancel(t *testing.T) {
 		res, _ := Run(ctx, Options{Program: sh(t), Args: []string{"-c", `echo ready >&2; exec sleep 60`}, Stderr: errw})
 		rc <- res
 	}()
-	errw.waitFor(t, "ready", 5*time.Second)
+	errw.waitFor(t, "ready")
 	cancel()
 	select {
 	case res := <-rc:
 		if res.Signal != nil || res.ExitCode != 128+int(syscall.SIGTERM) {
 			t.Fatalf("Run = %+v; want no Signal and ExitCode 143", res)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(hang):
 		t.Fatal("Run did not return after cancel")
 	}
 }
@@ -334,7 +338,7 @@ func TestRunTerminal(t *testing.T) {
 	}
 	want := "tty \x1b[31mred\x1b[0m\rprogress 33 101\n"
 	got := make([]byte, 0, len(want))
-	master.SetReadDeadline(time.Now().Add(5 * time.Second))
+	master.SetReadDeadline(time.Now().Add(hang))
 	buf := make([]byte, 256)
 	for len(got) < len(want) {
 		n, err := master.Read(buf)
@@ -615,7 +619,7 @@ func TestRunNixBuildInterrupt(t *testing.T) {
 		}
 		rc <- res
 	}()
-	errw.waitFor(t, "sleeping "+n.nonce, 60*time.Second)
+	errw.waitFor(t, "sleeping "+n.nonce)
 	if ps := processes(n.nonce); len(ps) < 2 {
 		t.Fatalf("expected nix-build and its builder to run, found %q", ps)
 	}
@@ -624,8 +628,8 @@ func TestRunNixBuildInterrupt(t *testing.T) {
 	var res Result
 	select {
 	case res = <-rc:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("Run did not return within 5s of SIGINT; running: %q", processes(n.nonce))
+	case <-time.After(hang):
+		t.Fatalf("Run did not return within %v of SIGINT; running: %q", hang, processes(n.nonce))
 	}
 	t.Logf("returned %v after SIGINT: %+v\n%s", time.Since(start), res, errw.String())
 	if res.Signal != syscall.SIGINT || res.ExitCode == 0 {
@@ -635,7 +639,7 @@ func TestRunNixBuildInterrupt(t *testing.T) {
 		t.Cleanup(func() { removeKept(f.KeptDir) })
 	}
 	// nix-build kills its builder as it exits; give the kernel a moment.
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(hang)
 	for len(processes(n.nonce)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -681,7 +685,10 @@ func TestRunNixTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	// With the slave closed, the read ends (EIO) once what Nix drew is
+	// read; the deadline only catches a hang.
+	slave.Close()
+	master.SetReadDeadline(time.Now().Add(hang))
 	<-read
 	t.Logf("args %q\nshown: %q", opts.Args, shown.String())
 	if len(res.Failures) != 1 {

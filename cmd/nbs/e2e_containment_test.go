@@ -679,8 +679,16 @@ func escTIOCSTI(t *testing.T, r runner, dir string) {
 				s.Close()
 			}
 			code := escStatus(t, cmd.Wait())
-			// Everything nbs relayed is in the master by now.
-			master.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			// Everything nbs relayed is on its way to the master: wait
+			// for the helper's last line ("tty own queue"), which the
+			// kernel passes on a moment after nbs wrote it.
+			last := regexp.MustCompile(`(^|\n)tty own queue = [^\n]*\n`)
+			eventually(func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return last.MatchString(stdout.String() + screen.String())
+			})
+			master.SetReadDeadline(time.Now())
 			<-readDone
 			mu.Lock()
 			out := stdout.String() + screen.String()

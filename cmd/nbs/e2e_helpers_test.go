@@ -47,6 +47,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// hang is how long a test waits for something that must happen before
+// it calls it a hang. It only catches hangs: on a busy machine copying a
+// 30,001-file kept dir alone takes 20 s, so no test may assume a speed.
+const hang = 2 * time.Minute
+
+// eventually polls cond until it holds, for at most hang, and says
+// whether it held.
+func eventually(cond func() bool) bool {
+	for end := time.Now().Add(hang); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			return false
+		}
+	}
+	return true
+}
+
 // missing skips the test, or fails it in CI where every prerequisite is
 // installed by .ci/run.
 func missing(t *testing.T, format string, args ...any) {

@@ -180,34 +180,34 @@ LogLevel ERROR
 		}
 	})
 	// sshd is unshare's child, pid 1 of the new namespace.
-	for i := 0; i < 100 && b.pid == 0; i++ {
-		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	firstChild := func(pid int) (child int) {
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 		if f := strings.Fields(string(kids)); len(f) > 0 {
-			b.pid, _ = strconv.Atoi(f[0])
+			child, _ = strconv.Atoi(f[0])
 		}
-		time.Sleep(20 * time.Millisecond)
+		return child
 	}
+	eventually(func() bool { b.pid = firstChild(cmd.Process.Pid); return b.pid != 0 })
 	if b.pid == 0 {
 		t.Fatalf("no builder process; log:\n%s", b.log.String())
 	}
 	b.root = fmt.Sprintf("/proc/%d/root", b.pid)
-	for i := 0; kind == daemonBuilder && i < 100 && b.daemon == 0; i++ {
-		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", b.pid, b.pid))
-		if f := strings.Fields(string(kids)); len(f) > 0 {
-			b.daemon, _ = strconv.Atoi(f[0])
-		}
-		time.Sleep(20 * time.Millisecond)
+	if kind == daemonBuilder {
+		// Once builderStart became sshd, its only child is nix-daemon
+		// (before, it may be a mount).
+		eventually(func() bool {
+			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", b.pid))
+			b.daemon = firstChild(b.pid)
+			return exe == "/usr/sbin/sshd" && b.daemon != 0
+		})
 	}
 	b.pidNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", b.pid))
-	for i := 0; ; i++ {
-		out, err := exec.Command("ssh", append(strings.Fields(b.sshOpts), builderAlias, "echo ready")...).CombinedOutput()
-		if err == nil && strings.TrimSpace(string(out)) == "ready" {
-			break
-		}
-		if i == 100 {
-			t.Fatalf("builder's sshd does not answer: %v %s\nlog:\n%s", err, out, b.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	var out []byte
+	if !eventually(func() bool {
+		out, err = exec.Command("ssh", append(strings.Fields(b.sshOpts), builderAlias, "echo ready")...).CombinedOutput()
+		return err == nil && strings.TrimSpace(string(out)) == "ready"
+	}) {
+		t.Fatalf("builder's sshd does not answer: %v %s\nlog:\n%s", err, out, b.log.String())
 	}
 	return b
 }
@@ -252,10 +252,10 @@ func (b *sshBuilder) tmp(t *testing.T) []string {
 }
 
 // processes are the builder's processes other than the listening sshd,
-// waiting a little for ending sessions to go.
+// waiting (up to hang) for ending sessions to go.
 func (b *sshBuilder) processes() []string {
 	var left []string
-	for i := 0; i < 50; i++ {
+	eventually(func() bool {
 		left = left[:0]
 		ps, _ := filepath.Glob("/proc/[0-9]*")
 		for _, p := range ps {
@@ -265,11 +265,8 @@ func (b *sshBuilder) processes() []string {
 			cmdline, _ := os.ReadFile(p + "/cmdline")
 			left = append(left, filepath.Base(p)+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}
-		if len(left) == 0 {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(left) == 0
+	})
 	return left
 }
 
@@ -312,9 +309,7 @@ func (b *sshBuilder) checkClean(t *testing.T) {
 	if p := b.processes(); len(p) > 0 {
 		t.Errorf("left running on the builder: %q", p)
 	}
-	for i := 0; i < 20 && len(localNBS()) > 0; i++ {
-		time.Sleep(100 * time.Millisecond)
-	}
+	eventually(func() bool { return len(localNBS()) == 0 })
 	if p := localNBS(); len(p) > 0 {
 		t.Errorf("nbs left running here: %q", p)
 	}
@@ -454,11 +449,9 @@ func TestRemoteBuild(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		for i := 0; i < 300 && !strings.Contains(stdout.String(), "started"); i++ {
-			time.Sleep(50 * time.Millisecond)
-		}
+		eventually(func() bool { return strings.Contains(stdout.String(), "started") })
 		cmd.Process.Signal(syscall.SIGTERM)
-		code := waitExit(t, cmd, 30*time.Second)
+		code := waitExit(t, cmd, hang)
 		if code != 128+int(syscall.SIGTERM) {
 			t.Errorf("status %d, want %d\nstdout: %s\nstderr: %s", code, 128+int(syscall.SIGTERM), stdout.String(), stderr.String())
 		}
@@ -545,10 +538,7 @@ func TestRemoteInteractive(t *testing.T) {
 
 	tm.send("sleep 97\r")
 	// Ctrl-C once sleep runs in the sandbox on the builder.
-	for i := 0; i < 200 && !running("sleep 97"); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
+	waitRunning(t, "sleep 97")
 	tm.send("\x03")
 	tm.send("echo after-int $?\r")
 	tm.expect(t, "after-int 130")
@@ -556,9 +546,7 @@ func TestRemoteInteractive(t *testing.T) {
 	// The kernel sends SIGWINCH to the terminal's foreground process
 	// group, ssh included, which tells the builder.
 	tm.resize(t, 41, 123)
-	time.Sleep(500 * time.Millisecond)
-	tm.send("stty size\r")
-	tm.expect(t, "41 123")
+	tm.expectSize(t, "41 123")
 
 	tm.send("exit 3\r")
 	select {
@@ -566,7 +554,7 @@ func TestRemoteInteractive(t *testing.T) {
 		if code != 1 {
 			t.Errorf("nbs exited %d, want nix-build's 1", code)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(hang):
 		t.Fatal("nbs did not exit after the remote shell did")
 	}
 	b.checkClean(t)

@@ -55,6 +55,14 @@ func processesWith(s string) []string {
 	return found
 }
 
+// gone waits (up to hang) until no host process's command line contains
+// s, and returns those still there: the kernel ends a pid namespace's
+// processes a moment after its init, not before nbs exits.
+func gone(s string) []string {
+	eventually(func() bool { return len(processesWith(s)) == 0 })
+	return processesWith(s)
+}
+
 func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) int {
 	t.Helper()
 	done := make(chan error, 1)
@@ -102,11 +110,10 @@ func TestShellSignals(t *testing.T) {
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			if code := waitExit(t, cmd, 10*time.Second); code != 128+int(sig) {
+			if code := waitExit(t, cmd, hang); code != 128+int(sig) {
 				t.Errorf("exit status %d, want %d", code, 128+int(sig))
 			}
-			time.Sleep(100 * time.Millisecond)
-			if p := processesWith("sleep " + marker); len(p) > 0 {
+			if p := gone("sleep " + marker); len(p) > 0 {
 				t.Errorf("sandbox processes survive: %v", p)
 			}
 			if e := tmpEntries(tmp); len(e) > 0 {
@@ -125,8 +132,7 @@ func TestShellStaleCopy(t *testing.T) {
 	cmd, tmp := startNBS(t, dir, "sleep "+marker+" & echo started; wait")
 	cmd.Process.Kill()
 	cmd.Wait()
-	time.Sleep(200 * time.Millisecond)
-	if p := processesWith("sleep " + marker); len(p) > 0 {
+	if p := gone("sleep " + marker); len(p) > 0 {
 		t.Errorf("the sandbox outlived its SIGKILLed nbs: %v", p)
 	}
 	left := tmpEntries(tmp)
@@ -236,11 +242,9 @@ func TestShellSignalDuringCopy(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Wait for the copy to begin.
-			for i := 0; i < 200 && len(tmpEntries(tmp)) == 0; i++ {
-				time.Sleep(5 * time.Millisecond)
-			}
+			eventually(func() bool { return len(tmpEntries(tmp)) > 0 })
 			cmd.Process.Signal(sig)
-			if code := waitExit(t, cmd, 10*time.Second); code != 128+int(sig) {
+			if code := waitExit(t, cmd, hang); code != 128+int(sig) {
 				t.Errorf("exit status %d, want %d", code, 128+int(sig))
 			}
 			if e := tmpEntries(tmp); len(e) > 0 {

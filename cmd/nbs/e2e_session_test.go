@@ -85,7 +85,7 @@ func exitWithin(t *testing.T, done <-chan int, want int) {
 		if code != want {
 			t.Errorf("nbs exited %d, want %d", code, want)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(hang):
 		t.Fatal("nbs did not exit")
 	}
 }

@@ -71,7 +71,7 @@ func (tm *term) send(s string) { tm.master.Write([]byte(s)) }
 // want.
 func (tm *term) expect(t *testing.T, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(hang)
 	for time.Now().Before(deadline) {
 		tm.mu.Lock()
 		s := tm.out.String()
@@ -86,6 +86,32 @@ func (tm *term) expect(t *testing.T, want string) {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	t.Fatalf("terminal never showed %q; it shows:\n%s", want, tm.out.String())
+}
+
+// expectSize asks the shell for its terminal's size (stty size) until it
+// is want: a resize reaches the sandbox's terminal a moment after the
+// outer one, by a signal nbs (or ssh) handles when it gets to it.
+func (tm *term) expectSize(t *testing.T, want string) {
+	t.Helper()
+	if !eventually(func() bool {
+		tm.send("stty size\r")
+		time.Sleep(200 * time.Millisecond)
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		return strings.Contains(tm.out.String(), want)
+	}) {
+		t.Fatalf("the sandbox's terminal never got the size %q; the terminal shows:\n%s", want, tm.out.String())
+	}
+	tm.expect(t, want)
+}
+
+// waitRunning waits until a process runs with exactly this command line
+// (a command the test typed into the sandbox's shell).
+func waitRunning(t *testing.T, cmdline string) {
+	t.Helper()
+	if !eventually(func() bool { return running(cmdline) }) {
+		t.Fatalf("%q never ran", cmdline)
+	}
 }
 
 // TestShellInteractive drives the interactive shell through a real
@@ -126,13 +152,14 @@ func TestShellInteractive(t *testing.T) {
 	tm.expect(t, "1000")
 
 	tm.send("sleep 100\r")
-	time.Sleep(300 * time.Millisecond)
+	// Ctrl-C once sleep runs (before, the shell's line editor gets it).
+	waitRunning(t, "sleep 100")
 	tm.send("\x03")
 	tm.send("echo after-int $?\r")
 	tm.expect(t, "after-int 130")
 
 	tm.send("sleep 200\r")
-	time.Sleep(300 * time.Millisecond)
+	waitRunning(t, "sleep 200")
 	tm.send("\x1a")
 	tm.expect(t, "Stopped")
 	tm.send("jobs; kill %1; fg 2>/dev/null; echo jobs-done\r")
@@ -142,9 +169,7 @@ func TestShellInteractive(t *testing.T) {
 	// nbs is the outer terminal's foreground process: SIGWINCH reaches
 	// it, and it resizes the sandbox's pty.
 	syscall.Kill(cmd.Process.Pid, syscall.SIGWINCH)
-	time.Sleep(300 * time.Millisecond)
-	tm.send("stty size\r")
-	tm.expect(t, "41 123")
+	tm.expectSize(t, "41 123")
 
 	tm.send("exit 3\r")
 	select {
@@ -152,7 +177,7 @@ func TestShellInteractive(t *testing.T) {
 		if code != 3 {
 			t.Errorf("nbs exited %d, want the shell's 3", code)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(hang):
 		cmd.Process.Kill()
 		t.Fatal("nbs did not exit after the shell did")
 	}
