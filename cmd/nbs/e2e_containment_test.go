@@ -515,14 +515,12 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 // as the sandbox survives, nbs exits with the sandbox's status, and the
 // process that tried to linger is gone with the sandbox.
 func escKill(t *testing.T, r runner, dir string) {
-	// As plain root nbs picks a free Nix build user: a canary for each.
 	uids := []int{r.hostUID}
+	pool := ""
 	if r.buildUsers != nil {
-		uids = uids[:0]
-		for u := range r.buildUsers {
-			uids = append(uids, u)
-		}
-		sort.Ints(uids)
+		var u int
+		u, pool = escBuildUser(t, r)
+		uids = []int{u}
 	}
 	type canary struct {
 		uid  int
@@ -546,6 +544,15 @@ func escKill(t *testing.T, r runner, dir string) {
 	nonce := fmt.Sprintf("%d-%d", os.Getpid(), nonceCounter.Add(1))
 	cmd, tmp := escCommand(t, r, "shell", dir, "/build/escape", "kill", "-status", "42",
 		"-canary", strings.Join(pids, ","), "-test", strconv.Itoa(os.Getpid()), "-nonce", nonce)
+	if pool != "" {
+		// nbs locks the private pool, in a mount namespace of its own.
+		unshare, err := exec.LookPath("unshare")
+		if err != nil {
+			missing(t, "unshare (util-linux): %v", err)
+		}
+		cmd.Args = append([]string{"unshare", "--mount", "--", "sh", "-c", `mount --bind "$0" /nix/var/nix/userpool && exec "$@"`, pool}, cmd.Args...)
+		cmd.Path = unshare
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	code := escStatus(t, cmd.Run())
@@ -588,6 +595,55 @@ func escKill(t *testing.T, r runner, dir string) {
 		t.Errorf("ESCAPE: a sandbox process outlived the sandbox: %v", ps)
 	}
 	assertCleanTmp(t, result{tmp: tmp})
+}
+
+// escBuildUser picks the Nix build user the sandbox of plain root runs as
+// in escKill, and a private userpool that makes nbs take it. Nix kills
+// every process of a build user when it starts and ends a build with it
+// (DerivationGoal's killUser), so a concurrent build would kill the
+// canary, which runs as that user. The test holds the user's real lock
+// (userpool/UID, flock'ed as Nix's UserLock and nbs take it) from before
+// the canary starts until it is checked, so that no build can use it;
+// nbs, in its own mount namespace, locks the private pool instead, where
+// the test holds every other build user.
+func escBuildUser(t *testing.T, r runner) (int, string) {
+	t.Helper()
+	var uids []int
+	for u := range r.buildUsers {
+		uids = append(uids, u)
+	}
+	sort.Ints(uids)
+	lock := func(path string) bool {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			return false
+		}
+		t.Cleanup(func() { f.Close() })
+		return true
+	}
+	uid := -1
+	if !eventually(func() bool {
+		for _, u := range uids {
+			if lock(filepath.Join("/nix/var/nix/userpool", strconv.Itoa(u))) {
+				uid = u
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no free Nix build user among %v", uids)
+	}
+	pool := t.TempDir()
+	for _, u := range uids {
+		if u != uid && !lock(filepath.Join(pool, strconv.Itoa(u))) {
+			t.Fatalf("lock build user %d in the private pool", u)
+		}
+	}
+	return uid, pool
 }
 
 // escProcessesWith lists the host pids whose command line contains s.
