@@ -270,19 +270,6 @@ func (b *sshBuilder) processes() []string {
 	return left
 }
 
-// running reports whether a process with this command line runs here,
-// in any namespace (the sandbox on the builder has its own).
-func running(cmdline string) bool {
-	ps, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range ps {
-		c, _ := os.ReadFile(p + "/cmdline")
-		if strings.TrimRight(strings.ReplaceAll(string(c), "\x00", " "), " ") == cmdline {
-			return true
-		}
-	}
-	return false
-}
-
 // localNBS lists the processes of the nbs under test still running here.
 func localNBS() []string {
 	var left []string
@@ -538,7 +525,7 @@ func TestRemoteInteractive(t *testing.T) {
 
 	tm.send("sleep 97\r")
 	// Ctrl-C once sleep runs in the sandbox on the builder.
-	waitRunning(t, "sleep 97")
+	waitRunning(t, b.pid, "sleep 97")
 	tm.send("\x03")
 	tm.send("echo after-int $?\r")
 	tm.expect(t, "after-int 130")

@@ -4,10 +4,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,6 +55,34 @@ func processesWith(s string) []string {
 		}
 	}
 	return found
+}
+
+// runsBelow reports whether process top or one below it runs with
+// exactly this command line.
+func runsBelow(top int, cmdline string) bool {
+	ps, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range ps {
+		c, _ := os.ReadFile(p + "/cmdline")
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if strings.TrimRight(strings.ReplaceAll(string(c), "\x00", " "), " ") == cmdline && descends(pid, top) {
+			return true
+		}
+	}
+	return false
+}
+
+// descends reports whether process pid is top or below it.
+func descends(pid, top int) bool {
+	for pid > 1 && pid != top {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 {
+			return false
+		}
+		pid, _ = strconv.Atoi(f[1])
+	}
+	return pid == top
 }
 
 // gone waits (up to hang) until no host process's command line contains

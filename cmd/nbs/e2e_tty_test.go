@@ -105,11 +105,12 @@ func (tm *term) expectSize(t *testing.T, want string) {
 	tm.expect(t, want)
 }
 
-// waitRunning waits until a process runs with exactly this command line
-// (a command the test typed into the sandbox's shell).
-func waitRunning(t *testing.T, cmdline string) {
+// waitRunning waits until a descendant of process top runs with exactly
+// this command line (a command the test typed into the sandbox's shell;
+// other tests on the machine may run the same, elsewhere).
+func waitRunning(t *testing.T, top int, cmdline string) {
 	t.Helper()
-	if !eventually(func() bool { return running(cmdline) }) {
+	if !eventually(func() bool { return runsBelow(top, cmdline) }) {
 		t.Fatalf("%q never ran", cmdline)
 	}
 }
@@ -153,13 +154,13 @@ func TestShellInteractive(t *testing.T) {
 
 	tm.send("sleep 100\r")
 	// Ctrl-C once sleep runs (before, the shell's line editor gets it).
-	waitRunning(t, "sleep 100")
+	waitRunning(t, cmd.Process.Pid, "sleep 100")
 	tm.send("\x03")
 	tm.send("echo after-int $?\r")
 	tm.expect(t, "after-int 130")
 
 	tm.send("sleep 200\r")
-	waitRunning(t, "sleep 200")
+	waitRunning(t, cmd.Process.Pid, "sleep 200")
 	tm.send("\x1a")
 	tm.expect(t, "Stopped")
 	tm.send("jobs; kill %1; fg 2>/dev/null; echo jobs-done\r")
