@@ -56,6 +56,6 @@ fi
 nix-store --delete $(echo "$out" | grep '^/nix/store/') >/dev/null 2>&1 || true
 echo "nix234: Nix's sandbox works; settings: $(nix --extra-experimental-features nix-command config show | grep -E '^(sandbox|sandbox-paths|sandbox-build-dir|build-users-group|filter-syscalls) =' | tr '\n' ';')" >&2
 
-if [ $# -eq 0 ]; then set -- -count=1 ./...; fi
+if [ $# -eq 0 ]; then set -- -count=1 -timeout 30m ./...; fi
 echo "nix234: go test $*" >&2
 go test "$@"

@@ -3,10 +3,10 @@
 # every end-to-end test included) against Debian sid's Nix (nix-bin 2.34)
 # instead of the machine's own. README.md beside this file explains it.
 #
-#   sudo testdata/nix234/run.sh                      # go test -count=1 ./...
+#   sudo testdata/nix234/run.sh                      # go test -count=1 -timeout 30m ./...
 #   sudo testdata/nix234/run.sh -run TestDifferential ./cmd/nbs/
 #
-# Arguments, when given, replace `-count=1 ./...` and go to `go test` as
+# Arguments, when given, replace `-count=1 -timeout 30m ./...` and go to `go test` as
 # they are. Environment:
 #   NBS_NIX234_CACHE   where the sid root is kept between runs
 #                      (default /var/tmp/nbs-nix234; never inside the repo)
