@@ -23,6 +23,10 @@ type keptBuild struct {
 	// Nix nests in it); env is what its env-vars says.
 	dir string
 	env *nix.EnvVars
+	// vars are env-vars and, with structured attrs, .attrs.json;
+	// drvPath the failed derivation when known (findDerivation).
+	vars    buildVars
+	drvPath string
 	// shell is env-vars' SHELL, an executable file on this machine.
 	shell string
 	// sandboxDir is where the build ran: NIX_BUILD_TOP, /build when
@@ -46,6 +50,9 @@ func readBuild(dir string, with []string) (*keptBuild, error) {
 	envPath := filepath.Join(buildDir, "env-vars")
 	if b.env, err = nix.ReadEnvVars(envPath); err != nil {
 		return nil, explainUnreadable(envPath, err)
+	}
+	if b.vars, err = readBuildVars(buildDir, b.env); err != nil {
+		return nil, err
 	}
 	if b.shell, err = b.env.Shell(); err != nil {
 		return nil, fmt.Errorf("%s: %w", envPath, err)

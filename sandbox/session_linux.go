@@ -2,13 +2,9 @@ package sandbox
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path"
-	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -68,7 +64,10 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	// After the copy, which can take minutes: the closure is asked of
 	// the store as near to the sandbox's start as can be.
-	ws.storePaths = storeView(ctx, c.Drv, b.env, append(mappingSources(facts.extra), b.shell), b.tools, log)
+	var drv *nix.Derivation
+	var drvErr error
+	b.drvPath, drv, drvErr = findDerivation(c.Drv, b.vars)
+	ws.storePaths = storeView(ctx, drv, drvErr, b.vars, append(mappingSources(facts.extra), b.shell), b.tools, log)
 
 	// Spec: the sandbox the child is to build, from what the parts
 	// above found. Nothing on the host changes between here and the

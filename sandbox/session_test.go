@@ -58,7 +58,7 @@ func fakeBuild(t *testing.T, setup string) (rcConfig, string) {
 		buildDir:    dir,
 		name:        "hello-1.0",
 		stdenvSetup: setupPath,
-		phases:      defaultPhases,
+		failedPhase: "buildPhase",
 	}, dir
 }
 
@@ -76,13 +76,16 @@ func TestInteractiveShellStdenv(t *testing.T) {
 	out, stderr := rcRun(t, c, `type -t genericBuild; echo "$out"; echo "$PATH"; echo "$PWD"; echo "${NIX_LOG_FD-unset}"; shopt -q nullglob && echo nullglob; false; echo "$-" | grep -q e && echo errexit; echo "$PS1"`)
 	want := "function\n/nix/store/00000000000000000000000000000000-x\n" +
 		"/nix/store/11111111111111111111111111111111-gdb/bin:/usr/bin:/bin\n" +
-		dir + "/src/sub\nunset\n" +
+		dir + "/src/sub\n2\n" +
 		`[nbs hello-1.0] \w \$ ` + "\n"
 	if out != want {
 		t.Errorf("after the rc:\n%s\nwant:\n%s", out, want)
 	}
-	wantHint := "nbs: stdenv is loaded: genericBuild runs every phase, runPhase NAME one of them (runPhase buildPhase)\n" +
-		"nbs: phases: unpackPhase patchPhase configurePhase buildPhase checkPhase installPhase fixupPhase installCheckPhase distPhase\n"
+	wantHint := "nbs: stdenv is loaded, with the environment the failed phase began with\n" +
+		"nbs: the build failed in buildPhase; its phases: unpackPhase patchPhase configurePhase buildPhase checkPhase installPhase fixupPhase installCheckPhase distPhase\n" +
+		"nbs:   runPhase buildPhase    runs that phase again as the builder did (bash -e; nothing after it runs)\n" +
+		"nbs:   resumeBuild            runs buildPhase and every phase after it, from where it began\n" +
+		"nbs:   genericBuild           runs the whole build again from " + dir + "\n"
 	if stderr != wantHint {
 		t.Errorf("hint %q, want %q", stderr, wantHint)
 	}
@@ -115,20 +118,40 @@ func toolsPATHFor(bins []string) string {
 	return "export PATH=" + shQuote(strings.Join(bins, ":")) + `"${PATH:+:$PATH}"`
 }
 
-func TestStdenvPhases(t *testing.T) {
-	ev, err := nix.ParseEnvVars(strings.NewReader("declare -x phases=\"  buildPhase   installPhase \"\n"))
+// TestStdenvSetup: the stdenv comes from env-vars or, for a
+// structured-attrs build, from .attrs.json; a setup that is not on this
+// machine does not count.
+func TestStdenvSetup(t *testing.T) {
+	ev, _ := nix.ParseEnvVars(strings.NewReader("declare -x stdenv=\"/nix/store/00000000000000000000000000000000-nope\"\n"))
+	if _, ok := stdenvSetup(buildVars{ev: ev}); ok {
+		t.Error("a stdenv without setup on this machine counts")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "env-vars"), []byte("declare -x out=\"/nix/store/11111111111111111111111111111111-x\"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, ".attrs.json"), []byte(`{"name":"x-1","stdenv":"/nix/store/00000000000000000000000000000000-std","outputs":{"out":"/nix/store/11111111111111111111111111111111-x"},"src":["/nix/store/22222222222222222222222222222222-src"]}`), 0o644)
+	ev, err := nix.ReadEnvVars(filepath.Join(dir, "env-vars"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(stdenvPhases(ev), " "); got != "buildPhase installPhase" {
-		t.Errorf("phases %q", got)
+	v, err := readBuildVars(dir, ev)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ev, _ = nix.ParseEnvVars(strings.NewReader("declare -x stdenv=\"/nix/store/00000000000000000000000000000000-nope\"\n"))
-	if _, ok := stdenvSetup(ev); ok {
-		t.Error("a stdenv without setup on this machine counts")
+	if s, _ := v.get("stdenv"); s != "/nix/store/00000000000000000000000000000000-std" {
+		t.Errorf("stdenv %q", s)
 	}
-	if got := stdenvPhases(ev); len(got) != len(defaultPhases) {
-		t.Errorf("default phases %q", got)
+	if n := promptName("", v); n != "x-1" {
+		t.Errorf("prompt name %q", n)
+	}
+	if o := v.outputs(); len(o) != 1 || o[0] != "/nix/store/11111111111111111111111111111111-x" {
+		t.Errorf("outputs %q", o)
+	}
+	if !strings.Contains(strings.Join(v.values(), " "), "22222222222222222222222222222222-src") {
+		t.Errorf("values lack src: %q", v.values())
+	}
+	os.WriteFile(filepath.Join(dir, ".attrs.json"), []byte("[1]"), 0o644)
+	if _, err := readBuildVars(dir, ev); err == nil {
+		t.Error("a .attrs.json that is no object is accepted")
 	}
 }
 
@@ -189,5 +212,57 @@ func TestKeptCopies(t *testing.T) {
 	}
 	if _, err := ReadKeptCopy(base); err == nil {
 		t.Error("ReadKeptCopy accepts a directory that is no kept copy")
+	}
+}
+
+// A setup with nixpkgs' runPhase/genericBuild shapes (the phase's own
+// code is eval'ed in the caller's shell state) and a dumpVars that
+// would overwrite env-vars.
+const phasesSetup = `set -eu
+set -o pipefail
+trap 'echo exit-trap-ran' EXIT
+dumpVars() { if [ "${noDumpEnvVars:-0}" != 1 ]; then echo dumped > "$NIX_BUILD_TOP/env-vars"; fi; }
+runPhase() { local curPhase="$*"; echo "Running phase: $curPhase"; dumpVars; eval "${!curPhase:-$curPhase}"; }
+genericBuild() { for curPhase in ${phases[*]}; do runPhase "$curPhase"; done; }
+configurePhase() { echo "configure in $PWD"; }
+buildPhase() { echo "build in $PWD"; false; echo "after-false"; }
+installPhase() { echo "install ran"; }
+dumpVars
+set +u
+`
+
+// TestStdenvCommands: runPhase, resumeBuild and genericBuild behave as
+// in the builder (errexit inside, the failing status, no later phase),
+// from the right directories, and sourcing setup leaves env-vars and
+// the EXIT trap alone.
+func TestStdenvCommands(t *testing.T) {
+	c, dir := fakeBuild(t, phasesSetup)
+	env := filepath.Join(dir, "env-vars")
+	b, _ := os.ReadFile(env)
+	os.WriteFile(env, append(b, []byte("declare -x NIX_BUILD_TOP=\""+dir+"\"\ndeclare -x phases=\"configurePhase buildPhase installPhase\"\n")...), 0o644)
+	out, stderr := rcRun(t, c, `runPhase buildPhase; echo "status=$?"; resumeBuild; echo "resume=$?"; genericBuild; echo "generic=$?"; pwd; grep -c declare "$NIX_BUILD_TOP/env-vars"`)
+	want := "Running phase: buildPhase\nbuild in " + dir + "/src/sub\nstatus=1\n" +
+		"Running phase: buildPhase\nbuild in " + dir + "/src/sub\nresume=1\n" +
+		"Running phase: configurePhase\nconfigure in " + dir + "\nRunning phase: buildPhase\nbuild in " + dir + "\ngeneric=1\n" +
+		dir + "/src/sub\n6\n"
+	if out != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s\nstderr: %s", out, want, stderr)
+	}
+	if strings.Contains(out+stderr, "exit-trap-ran") || strings.Contains(out, "after-false") || strings.Contains(out, "install ran") {
+		t.Errorf("something ran that should not:\n%s%s", out, stderr)
+	}
+}
+
+// TestCommandForms: a command runs from the build directory with PWD
+// saying so; a script gets the interactive shell's environment.
+func TestCommandForms(t *testing.T) {
+	c := rcConfig{shell: "/bin/bash", load: "source /build/env-vars", buildDir: "/build", stdenvSetup: "/nix/store/x-stdenv/setup"}
+	argv := command(c, []string{"make", "-j1"})
+	if len(argv) != 6 || !strings.HasSuffix(argv[2], `PWD='/build'; exec "$@"`) || argv[4] != "make" || strings.Contains(argv[2], "setup") {
+		t.Errorf("command argv %q", argv)
+	}
+	argv = script(c, "runPhase buildPhase")
+	if len(argv) != 3 || !strings.Contains(argv[2], "noDumpEnvVars=1") || !strings.HasSuffix(argv[2], "runPhase buildPhase") || strings.Contains(argv[2], "__nbsHint\n") {
+		t.Errorf("script argv %q", argv)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
@@ -14,7 +15,7 @@ import (
 func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.Logger) *spec {
 	// Fixed-output derivations keep the host's network in Nix (no
 	// network namespace) and see its resolv.conf, services and hosts.
-	_, fixedOutput := b.env.Get("outputHash")
+	_, fixedOutput := b.vars.get("outputHash")
 	if fixedOutput {
 		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")
 	}
@@ -53,45 +54,42 @@ func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.L
 		s.HostNetwork = true
 		s.Hostname, s.Domainname = "", ""
 	}
-	s.Argv, s.RC = command(c, b, log)
+	s.Argv, s.RC = sandboxArgv(c, b, log)
 	for _, op := range s.Mounts {
 		log.Debug("mount plan", "op", op.String())
 	}
 	return s
 }
 
-// command is the argv (and the interactive shell's rc file) of what runs
-// in the sandbox: $SHELL with the build's environment loaded and the
-// --with tools first in PATH, then Config.Script, Config.Command or an
-// interactive shell.
-func command(c Config, b *keptBuild, log *slog.Logger) ([]string, string) {
-	load := loadCommand(b.dir, b.sandboxDir)
-	toolsPath := toolsPATH(b.tools)
+// sandboxArgv is the argv (and the interactive shell's rc file) of
+// what runs in the sandbox: $SHELL with the build's environment loaded
+// and the --with tools first in PATH, then Config.Script (in the
+// interactive shell's environment, stdenv included), Config.Command
+// (env-vars only, from the build directory) or an interactive shell.
+func sandboxArgv(c Config, b *keptBuild, log *slog.Logger) ([]string, string) {
+	rc := rcConfig{
+		shell:    b.shell,
+		load:     loadCommand(b.dir, b.sandboxDir),
+		tools:    toolsPATH(b.tools),
+		buildDir: b.sandboxDir,
+		name:     promptName(b.drvPath, b.vars),
+		color:    os.Getenv("NO_COLOR") == "",
+	}
 	if len(b.tools) > 0 {
 		log.Debug("tools added to the sandbox and PATH", "paths", strings.Join(b.tools, " "))
 	}
-	withTools := load
-	if toolsPath != "" {
-		withTools += "; " + toolsPath
+	if len(c.Command) > 0 {
+		return command(rc, c.Command), ""
 	}
-	switch {
-	case c.Script != "":
-		return []string{b.shell, "-c", withTools + "\n" + c.Script}, ""
-	case len(c.Command) > 0:
-		return append([]string{b.shell, "-c", withTools + `; exec "$@"`, "--"}, c.Command...), ""
-	}
-	rc := rcConfig{
-		shell:    b.shell,
-		load:     load,
-		tools:    toolsPath,
-		buildDir: b.sandboxDir,
-		name:     promptName(c.Drv, b.env),
-		color:    os.Getenv("NO_COLOR") == "",
-	}
-	if setup, ok := stdenvSetup(b.env); ok {
+	if setup, ok := stdenvSetup(b.vars); ok {
 		rc.stdenvSetup = setup
-		rc.phases = stdenvPhases(b.env)
-		log.Debug("stdenv: the shell sources its setup", "setup", setup)
+		if b.drvPath != "" {
+			rc.failedPhase = nix.FailedPhase(b.drvPath)
+		}
+		log.Debug("stdenv: the shell sources its setup", "setup", setup, "failed phase", rc.failedPhase)
+	}
+	if c.Script != "" {
+		return script(rc, c.Script), ""
 	}
 	return interactiveShell(rc)
 }

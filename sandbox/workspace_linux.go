@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
@@ -116,52 +115,55 @@ func mappingSources(ms []PathMapping) []string {
 	return s
 }
 
-// storeView returns the store paths the sandbox shows, as Nix does: the
-// closure of the derivation's inputs (found from env-vars when nbs build
-// did not name it) plus that of the store paths in sandbox-paths. When
-// the derivation cannot be found, the closure of the store paths env-vars
-// mentions stands in; when no closure can be computed at all, nil (the
-// whole store, read-only) with a warning. The tools (--with) and their
-// closure are added.
-func storeView(ctx context.Context, drvPath string, ev *nix.EnvVars, extra, tools []string, log *slog.Logger) []string {
-	var d *nix.Derivation
-	var err error
+// findDerivation reads the failed derivation: drvPath when nbs build
+// named it, else the one in the store whose name and output the build's
+// variables give.
+func findDerivation(drvPath string, v buildVars) (string, *nix.Derivation, error) {
 	if drvPath != "" {
-		d, err = nix.ReadDerivation(drvPath)
-	} else {
-		name, _ := ev.Get("name")
-		out, _ := ev.Get("out")
-		if name != "" && out != "" {
-			drvPath, d, err = nix.FindDerivation(nix.StoreDir, name, out)
-		} else {
-			err = errors.New("env-vars has no name and out")
+		d, err := nix.ReadDerivation(drvPath)
+		return drvPath, d, err
+	}
+	name, _ := v.get("name")
+	out := ""
+	if outs := v.outputs(); len(outs) > 0 {
+		out, _ = v.get("out")
+		if out == "" {
+			out = outs[0]
 		}
 	}
+	if name == "" || out == "" {
+		return "", nil, errors.New("the build's variables have no name and out")
+	}
+	return nix.FindDerivation(nix.StoreDir, name, out)
+}
+
+// storeView returns the store paths the sandbox shows, as Nix does: the
+// closure of the derivation's inputs plus that of the store paths in
+// sandbox-paths. When the derivation is unknown (drvErr), the closure of
+// the store paths the build's variables mention stands in; when no
+// closure can be computed at all, nil (the whole store, read-only) with
+// a warning. The tools (--with) and their closure are added.
+func storeView(ctx context.Context, d *nix.Derivation, drvErr error, v buildVars, extra, tools []string, log *slog.Logger) []string {
 	var roots []string
+	err := drvErr
 	if err == nil {
 		roots, err = d.InputPaths()
 	}
 	if err != nil {
-		log.Debug("derivation unknown; taking the store paths env-vars names", "err", err)
+		log.Debug("derivation unknown; taking the store paths the build's variables name", "err", err)
 		outputs := map[string]bool{}
-		names, ok := ev.Get("outputs")
-		if !ok {
-			names = "out"
+		for _, p := range v.outputs() {
+			outputs[p] = true
 		}
-		for _, o := range strings.Fields(names) {
-			if p, ok := ev.Get(o); ok {
-				outputs[p] = true
-			}
-		}
-		for _, v := range ev.Vars {
-			for _, p := range nix.StorePathsIn(v.Value) {
+		for _, val := range v.values() {
+			for _, p := range nix.StorePathsIn(val) {
 				if !outputs[p] {
 					roots = append(roots, p)
 				}
 			}
 		}
 	} else {
-		log.Debug("store view from the derivation's inputs", "drv", drvPath)
+		log.Debug("store view from the derivation's inputs")
 	}
 	for _, p := range extra {
 		roots = append(roots, nix.StorePathsIn(p)...)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,7 +46,10 @@ Outcome:
   failure, terminal  one line saying what failed and where, then an
                      interactive shell in its sandbox; nbs then exits with
                      nix-build's status
-  failure, --run     CMD runs in the sandbox; nbs exits with CMD's status
+  failure, --run     the shell code CMD runs in the sandbox, in the
+                     interactive shell's environment and directory
+                     (stdenv builds: runPhase, resumeBuild, genericBuild);
+                     nbs exits with CMD's status
   failure, no tty    the 'nbs shell DIR' command to enter it later
                      ('nbs shell --remote URI DIR' for a remote builder),
                      and nix-build's status
@@ -238,6 +243,11 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		}
 		what := fmt.Sprintf("nbs: %s failed%s%s; kept in %s", nix.DrvName(fl.Drv), where, exitText(fl.ExitCode), fl.KeptDir)
 		if i == 0 && enter {
+			if fl.Builder == "" && !envVarsReadable(fl.KeptDir) {
+				// Not "entering" when nbs is about to say it cannot.
+				fmt.Fprintf(f.Stderr, "%s (%s)\n", what, fl.Drv)
+				continue
+			}
 			if fl.Builder != "" {
 				fmt.Fprintf(f.Stderr, "%s; entering its sandbox on that builder over ssh (%s)\n", what, fl.Drv)
 			} else {
@@ -282,7 +292,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		Changed:  printChanged(f),
 	})
 	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shellQuote(first.KeptDir)}
+		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo " + sudoShell(opts.Run, first.KeptDir, nil)}
 	}
 	if err != nil {
 		return err
@@ -297,6 +307,22 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 // arguments for Nix, where it went to Nix, "" if none.
 func misplacedFlag(args []string) string {
 	return wrapper.FirstOption(args, "--run", "--no-shell", "--nix-build", "--with")
+}
+
+// envVarsReadable reports whether nbs may read the kept directory's
+// env-vars (recent nixpkgs writes it 0600 for the build user).
+func envVarsReadable(dir string) bool {
+	bd, err := nix.FindBuildDir(dir)
+	if err != nil {
+		return true // Enter says what is wrong
+	}
+	// Non-blocking: a FIFO named env-vars must not hang nbs here.
+	f, err := os.OpenFile(filepath.Join(bd, "env-vars"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return !errors.Is(err, fs.ErrPermission)
+	}
+	f.Close()
+	return true
 }
 
 // enterFailedRemote enters a failure kept on a builder. --run's shell

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -62,20 +61,7 @@ func privateTmp(t *testing.T) string {
 // and returns a channel that gets its exit status.
 func onTerm(t *testing.T, tm *term, env []string, args ...string) (*exec.Cmd, <-chan int) {
 	t.Helper()
-	cmd := exec.Command(nbsBin, args...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TERM=xterm", "NO_COLOR=1", "HOME=/nonexistent"}, env...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tm.slave, tm.slave, tm.slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() {
-		cmd.Wait()
-		done <- cmd.ProcessState.ExitCode()
-	}()
-	t.Cleanup(func() { cmd.Process.Kill() })
-	return cmd, done
+	return onTermAs(t, tm, nil, env, args...)
 }
 
 func exitWithin(t *testing.T, done <-chan int, want int) {
@@ -88,39 +74,6 @@ func exitWithin(t *testing.T, done <-chan int, want int) {
 	case <-time.After(hang):
 		t.Fatal("nbs did not exit")
 	}
-}
-
-// TestShellStdenv: with a stdenv in env-vars, the interactive shell has
-// its functions (here a fake stdenv whose setup, like the real one,
-// turns on errexit and nounset and resets PATH and $out), says so in two
-// lines, lands where the failing phase began, and still has the failed
-// build's environment.
-func TestShellStdenv(t *testing.T) {
-	requireUserNS(t)
-	dir := buildFailure(t, "stdenv")
-	tm := newTerm(t)
-	_, done := onTerm(t, tm, []string{"TMPDIR=" + privateTmp(t)}, "shell", dir)
-
-	tm.expect(t, "nbs: stdenv is loaded: genericBuild runs every phase, runPhase NAME one of them")
-	tm.expect(t, "nbs: phases: configurePhase buildPhase")
-	tm.expect(t, "[nbs nbs-e2e-stdenv] /build/source/sub $ ")
-	tm.send("type genericBuild | head -1\r")
-	tm.expect(t, "genericBuild is a function")
-	// env-vars was sourced again after setup: $out and PATH are the
-	// build's, not what setup set.
-	tm.send("echo out=$out; ls /build/source\r")
-	tm.expect(t, "out=/nix/store/")
-	tm.expect(t, "main.c")
-	// No errexit or nounset left over from setup.
-	tm.send("false; echo still-here $undefined_var-x\r")
-	tm.expect(t, "still-here -x")
-	tm.send("runPhase buildPhase\r")
-	tm.expect(t, "fake-stdenv: running buildPhase")
-	tm.expect(t, "building in /build/source/sub")
-	tm.send("genericBuild 2>&1 | tr '\\n' ' '; echo\r")
-	tm.expect(t, "configuring in /build/source/sub")
-	tm.send("exit 0\r")
-	exitWithin(t, done, 0)
 }
 
 // TestShellNoStdenv: a builder without stdenv gets env-vars only: no

@@ -15,8 +15,11 @@ type ShellOptions struct {
 	f       *Factory
 	Dir     string
 	Command []string
-	Keep    bool
-	Drv     string
+	// Run is shell code to run in the interactive shell's environment
+	// and directory instead of a shell (--run).
+	Run  string
+	Keep bool
+	Drv  string
 	// With are the --with arguments: store paths or nixpkgs attributes.
 	With []string
 	// Last enters the newest kept build directory (nbs list's first).
@@ -45,8 +48,13 @@ you, never as root.
 The interactive shell starts in the directory the failing phase started
 in (env-vars' PWD), else in /build; its prompt names the derivation:
 [nbs wttr-1.0] /build/source $. When the build used nixpkgs' stdenv, the
-shell also has stdenv's functions, as nix develop does: genericBuild runs
-all phases again, runPhase buildPhase one of them.
+shell also has stdenv's functions and hooks, with every exported variable
+as the failing phase began with it, and three commands that run phases
+as the builder did (bash -e, in a subshell, nothing after a failure):
+runPhase NAME (one phase), resumeBuild (the failed phase and those after
+it) and genericBuild (the whole build, from /build). --run CMD runs the
+shell code CMD in that same environment and directory and exits with its
+status.
 
 --with adds tools the build did not have: a store path (or ./result) with
 its closure, read-only, its bin/ first in PATH; or a nixpkgs attribute
@@ -60,6 +68,7 @@ enters the newest kept build directory ('nbs list' shows them all).
 Copying a big directory shows a progress bar when stderr is a terminal.`,
 		Example: `  nbs shell /tmp/nix-build-wttr.drv-0
   nbs shell /tmp/nix-build-wttr.drv-0 make -j1
+  nbs shell --run 'runPhase buildPhase' /tmp/nix-build-wttr.drv-0
   nbs shell /nix/var/nix/builds/nix-1234-5678/build -- ls -la
   sudo nbs shell /tmp/nix-build-hello.drv-0
   nbs shell --last
@@ -69,6 +78,12 @@ Copying a big directory shows a progress bar when stderr is a terminal.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && !opts.Last {
 				return &usageError{errors.New("shell: missing DIR, the kept build directory")}
+			}
+			if opts.Run != "" && (len(args) > 1 || opts.Last && len(args) > 0) {
+				return &usageError{errors.New("shell: --run CMD and a command after DIR exclude each other")}
+			}
+			if opts.Run != "" && cmd.Flags().Changed("remote") {
+				return &usageError{errors.New("shell: --run does not work with --remote; give the command after DIR")}
 			}
 			return nil
 		},
@@ -90,6 +105,7 @@ Copying a big directory shows a progress bar when stderr is a terminal.`,
 	addRemoteFlag(cmd, opts) // --remote URI: DIR is on a builder (remote.go)
 	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the sandbox's copy of the build directory after it ends and print its path ('nbs diff DIR' compares it)")
 	cmd.Flags().StringArrayVar(&opts.With, "with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the sandbox and its bin/ to PATH; repeatable")
+	cmd.Flags().StringVar(&opts.Run, "run", "", "run the shell code `CMD` in the interactive shell's environment and directory (stdenv's commands too) and exit with its status")
 	cmd.Flags().BoolVar(&opts.Last, "last", false, "enter the newest kept build directory (see 'nbs list'); no DIR then")
 	return cmd
 }
@@ -103,6 +119,7 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 	status, kept, err := sandbox.Enter(cmd.Context(), sandbox.Config{
 		Dir:      opts.Dir,
 		Command:  opts.Command,
+		Script:   opts.Run,
 		Keep:     opts.Keep,
 		Drv:      opts.Drv,
 		With:     with,
@@ -117,12 +134,26 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 		fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's copy of /build in %s\n", kept)
 	}
 	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + opts.Dir}
+		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo " + sudoShell(opts.Run, opts.Dir, opts.Command)}
 	}
 	if err != nil {
 		return err
 	}
 	return &exitStatus{status}
+}
+
+// sudoShell is the nbs shell command that enters dir as the user asked
+// (with --run CMD, or CMD ARG…), for the hint to run it with sudo.
+func sudoShell(run, dir string, command []string) string {
+	s := "nbs shell "
+	if run != "" {
+		s += "--run " + shellQuote(run) + " "
+	}
+	s += shellQuote(dir)
+	for _, a := range command {
+		s += " " + shellQuote(a)
+	}
+	return s
 }
 
 // printChanged reports, when the sandbox ends, what changed in /build.

@@ -35,35 +35,68 @@ let
   } // attrs);
   mk = mkWith { };
 
-  # A stand-in for nixpkgs' stdenv: $out/setup is what an interactive
-  # nbs shell sources. Like the real one it turns on errexit and nounset,
-  # resets PATH and defines runPhase, genericBuild and the phases.
-  fakeStdenv = derivation {
-    name = "nbs-test-stdenv";
+  # A stand-in for nixpkgs' stdenv that behaves like the real one in
+  # everything nbs depends on (../stdenv).
+  std = import ../stdenv { inherit sh tools; };
+
+  # The source of the widget builds: a generator that fails the way a
+  # real tool does, found only through the PATH that preConfigure
+  # extends.
+  widgetSrc = derivation {
+    name = "widget-src";
     inherit system;
     builder = sh;
     PATH = "${tools}/bin";
     args = [ "-c" ''
-      mkdir -p $out
-      cat > $out/setup <<'EOF'
-      set -eu
-      set -o pipefail
-      shopt -s nullglob
-      PATH=
-      out=/nbs-fake-stdenv-clobbered
-      runPhase() {
-          local curPhase="$1"
-          echo "fake-stdenv: running $curPhase"
-          eval "''${!curPhase:-$curPhase}"
-      }
-      genericBuild() {
-          for curPhase in ''${phases:-buildPhase}; do runPhase "$curPhase"; done
-      }
-      configurePhase() { echo "configuring in $PWD"; }
-      buildPhase() { echo "building in $PWD"; }
+      mkdir -p $out/tools
+      printf '#!${sh}\necho "widget-gen: $1: line 2: unknown widget knob" >&2\nexit 7\n' > $out/tools/widget-gen
+      chmod 0755 $out/tools/widget-gen
+      printf 'button\nknob\n' > $out/main.w
+    '' ];
+  };
+
+  # An input with a setup hook that, like cc-wrapper's, registers an env
+  # hook and extends flags each time setup is sourced, and a bin/ for
+  # PATH.
+  widgetHook = derivation {
+    name = "widget-hook";
+    inherit system;
+    builder = sh;
+    PATH = "${tools}/bin";
+    args = [ "-c" ''
+      mkdir -p $out/bin $out/nix-support $out/share/widgets
+      printf '#!${sh}\necho widget-hook-tool\n' > $out/bin/widget-hook-tool
+      chmod 0755 $out/bin/widget-hook-tool
+      cat > $out/nix-support/setup-hook <<'EOF'
+      widgetEnvHook() { addToSearchPath WIDGET_PATH "$1/share/widgets"; }
+      addEnvHooks "$hostOffset" widgetEnvHook
+      export NIX_CFLAGS_COMPILE="''${NIX_CFLAGS_COMPILE-} -DWIDGET_HOOK"
+      preConfigureHooks+=(widgetPreConfigure)
+      widgetPreConfigure() { echo "widget-hook: preConfigure hook"; }
       EOF
     '' ];
   };
+
+  # A stdenv build failing in buildPhase, as nixpkgs runs it: genericBuild
+  # under bash -e; preConfigure puts the source's tools/ first in PATH;
+  # buildPhase records its environment and fails with status 7.
+  # envVarsMode 0644 lets an unprivileged nbs read env-vars.
+  widget = { structured ? false, envVarsMode ? null }: std.mkDerivation ({
+    name = "nbs-e2e-widget" + (if structured then "-structured" else "");
+    inherit nonce;
+    src = widgetSrc;
+    nativeBuildInputs = [ widgetHook ];
+    preConfigure = ''export PATH="$PWD/tools:$PATH"'';
+    buildPhase = ''
+      runHook preBuild
+      export -p > "$NIX_BUILD_TOP/buildphase-env"
+      echo "building widgets in $PWD"
+      widget-gen main.w
+      runHook postBuild
+    '';
+    installPhase = "mkdir -p $out; echo installed > $out/marker";
+  } // (if structured then { __structuredAttrs = true; } else { })
+    // (if envVarsMode == null then { } else if structured then { env.nbsTestEnvVarsMode = envVarsMode; } else { nbsTestEnvVarsMode = envVarsMode; }));
 
   # A tool the failing builds do not have, for --with.
   extraTool = derivation {
@@ -79,7 +112,7 @@ let
   };
 in
 {
-  inherit tools fakeStdenv extraTool;
+  inherit tools extraTool widgetSrc widgetHook;
 
   # Fails with exit 3 after leaving files of every kind behind.
   fail = mk "nbs-e2e-fail" ''
@@ -96,16 +129,13 @@ in
     exit 3
   '';
 
-  # A stdenv build (with the fake stdenv) failing in its buildPhase,
-  # in a subdirectory.
-  stdenv = mkWith { stdenv = fakeStdenv; phases = "configurePhase buildPhase"; } "nbs-e2e-stdenv" ''
-    mkdir -p source/sub
-    echo 'int main;' > source/main.c
-    cd source/sub
-    export -p > $NIX_BUILD_TOP/env-vars
-    echo "nbs-e2e: buildPhase fails" >&2
-    exit 9
-  '';
+  # stdenv builds (the stand-in) that fail in buildPhase: env-vars 0600
+  # as recent nixpkgs writes it, or 0644 for an unprivileged nbs; plain
+  # and with structured attrs.
+  stdenv = widget { };
+  stdenvReadable = widget { envVarsMode = "0644"; };
+  stdenvStructured = widget { structured = true; };
+  stdenvStructuredReadable = widget { structured = true; envVarsMode = "0644"; };
 
   # A second failure, for --keep-going and -A tests.
   fail2 = mk "nbs-e2e-fail2" ''
