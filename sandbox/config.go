@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"syscall"
 
 	"github.com/nix-build-shell/nbs/sandbox/diff"
 )
@@ -40,11 +39,6 @@ type Config struct {
 	Stdin, Stdout, Stderr *os.File
 	Log                   *slog.Logger
 }
-
-// SignalError says the sandbox was ended because nbs got a signal.
-type SignalError struct{ Signal syscall.Signal }
-
-func (e *SignalError) Error() string { return "interrupted by " + e.Signal.String() }
 
 // ErrUnreadable marks a kept directory the caller is not allowed to
 // read; `sudo nbs` is the way out.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 	"golang.org/x/sys/unix"
 )
@@ -235,10 +236,7 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
+		return interrupt.Status(ee.ProcessState), nil
 	}
 	return -1, err
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
@@ -28,6 +29,8 @@ type Options struct {
 	// WatchDirs are build-dir roots to watch for new build directories
 	// (fallback discovery); see DefaultWatchDirs.
 	WatchDirs []string
+	// Log gets the trace of the run (debug); nil logs nothing.
+	Log *slog.Logger
 }
 
 // Result is how the build went.
@@ -39,6 +42,9 @@ type Result struct {
 	Unmatched []string
 	Signal    os.Signal // non-nil if nbs got SIGINT/SIGTERM/SIGHUP during the build (forwarded to nix-build)
 }
+
+// discard is the logger of a caller that gave none.
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 const (
 	// killGrace is how long nix-build has to stop after a forwarded signal
@@ -69,6 +75,10 @@ const (
 // written to the terminal itself.
 func Run(ctx context.Context, opts Options) (Result, error) {
 	res := Result{ExitCode: -1}
+	log := opts.Log
+	if log == nil {
+		log = discard
+	}
 	path, err := exec.LookPath(opts.Program)
 	if err != nil {
 		return res, fmt.Errorf("find %s: %w", opts.Program, err)
@@ -85,29 +95,33 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	r, w, resize, err := stderrFor(stderr)
+	r, w, resize, err := stderrFor(stderr, log)
 	if err != nil {
 		return res, fmt.Errorf("set up stderr for %s: %w", opts.Program, err)
 	}
 	defer r.Close()
 	cmd.Stderr = w
 
-	watch := startWatch(opts.WatchDirs)
+	watch := startWatch(opts.WatchDirs, log)
 	defer watch.stop()
 
 	// Catch the signals before nix-build exists, so none can kill nbs and
 	// leave it running.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	_, signals := interrupt.Catch(context.Background())
+	defer signals.Stop()
 	winch := make(chan os.Signal, 1)
 	if resize != nil {
 		signal.Notify(winch, syscall.SIGWINCH)
 		defer signal.Stop(winch)
 	}
 
-	if err := cmd.Start(); err != nil {
+	if err := signals.Start(cmd, 0); err != nil {
 		w.Close()
+		var ie *interrupt.Error
+		if errors.As(err, &ie) { // nix-build never ran
+			res.Signal = ie.Signal
+			return res, nil
+		}
 		return res, fmt.Errorf("start %s: %w", opts.Program, err)
 	}
 	w.Close() // nix-build has its own copy; EOF when it (and its children) close theirs
@@ -115,55 +129,54 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	scanner := NewScanner()
 	copied := make(chan struct{})
 	go func() {
-		copyStream(r, stderr, scanner)
+		copyStream(r, stderr, scanner, log)
 		close(copied)
 	}()
 
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	var kill <-chan time.Time
-	done := ctx.Done()
-	stop := func(sig os.Signal) {
-		if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			slog.Debug("signal nix-build", "signal", sig, "err", err)
-		}
+	grace := func() {
 		if kill == nil {
 			kill = time.After(killGrace)
 		}
 	}
+	done, interrupted := ctx.Done(), signals.Interrupted()
 wait:
 	for {
 		select {
 		case <-waited:
 			break wait
-		case sig := <-sigs:
-			if res.Signal == nil {
-				res.Signal = sig
-			}
-			stop(sig)
+		case <-interrupted: // signals has passed it on to nix-build
+			interrupted = nil
+			res.Signal = signals.Signal()
+			grace()
 		case <-done:
 			done = nil
-			stop(syscall.SIGTERM)
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				log.Debug("signal nix-build", "signal", syscall.SIGTERM, "err", err)
+			}
+			grace()
 		case <-kill:
-			slog.Debug("nix-build did not stop; killing it", "pid", cmd.Process.Pid)
+			log.Debug("nix-build did not stop; killing it", "pid", cmd.Process.Pid)
 			cmd.Process.Kill()
 		case <-winch:
 			resize()
 		}
 	}
-	res.ExitCode = exitCode(cmd.ProcessState)
+	res.ExitCode = interrupt.Status(cmd.ProcessState)
 
 	// Read what is left; a process nix-build left behind must not keep
 	// nbs waiting.
 	if err := r.SetReadDeadline(time.Now().Add(drainWait)); err != nil {
-		slog.Debug("stderr read deadline", "err", err)
+		log.Debug("stderr read deadline", "err", err)
 	}
 	<-copied
 
 	created := watch.stop()
 	res.Failures = scanner.Failures()
 	res.Unmatched = scanner.Unmatched()
-	crossCheck(res.Failures, created)
+	crossCheck(res.Failures, created, log)
 	return res, nil
 }
 
@@ -172,7 +185,7 @@ wait:
 // scan the same bytes in parallel. It returns at EOF or a read error (EIO
 // from a pty whose other side is closed, a deadline); a failing w does
 // not stop the reading, so nix-build never blocks on a full pipe.
-func copyStream(r io.Reader, w io.Writer, s *Scanner) {
+func copyStream(r io.Reader, w io.Writer, s *Scanner, log *slog.Logger) {
 	chunks := make(chan []byte, 64)
 	scanned := make(chan struct{})
 	go func() {
@@ -189,7 +202,7 @@ func copyStream(r io.Reader, w io.Writer, s *Scanner) {
 		if n > 0 {
 			if wok {
 				if _, werr := w.Write(buf[:n]); werr != nil {
-					slog.Debug("copy nix-build's stderr", "err", werr)
+					log.Debug("copy nix-build's stderr", "err", werr)
 					wok = false
 				}
 			}
@@ -197,7 +210,7 @@ func copyStream(r io.Reader, w io.Writer, s *Scanner) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.EIO) {
-				slog.Debug("read nix-build's stderr", "err", err)
+				log.Debug("read nix-build's stderr", "err", err)
 			}
 			break
 		}
@@ -209,7 +222,7 @@ func copyStream(r io.Reader, w io.Writer, s *Scanner) {
 // stderrFor makes nix-build's stderr: a pty when out is a terminal (and
 // this is Linux), else a pipe. r is nbs's end, w nix-build's; resize, when
 // not nil, copies out's window size to the pty again.
-func stderrFor(out io.Writer) (r, w *os.File, resize func(), err error) {
+func stderrFor(out io.Writer, log *slog.Logger) (r, w *os.File, resize func(), err error) {
 	if f, ok := out.(*os.File); ok && term.IsTerminal(f) {
 		r, w, err := openPTY()
 		if err == nil {
@@ -217,20 +230,10 @@ func stderrFor(out io.Writer) (r, w *os.File, resize func(), err error) {
 			resize()
 			return r, w, resize, nil
 		}
-		slog.Debug("no pty for nix-build's stderr; using a pipe", "err", err)
+		log.Debug("no pty for nix-build's stderr; using a pipe", "err", err)
 	}
 	r, w, err = os.Pipe()
 	return r, w, nil, err
-}
-
-func exitCode(ps *os.ProcessState) int {
-	if ps == nil {
-		return -1
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }
 
 // DefaultWatchDirs returns the build-dir roots worth watching, existing

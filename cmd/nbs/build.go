@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/nix-build-shell/nbs/wrapper/remote"
@@ -188,17 +188,14 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		Stdout:    f.Stdout,
 		Stderr:    f.Stderr,
 		WatchDirs: wrapper.DefaultWatchDirs(""),
+		Log:       f.Log(),
 	})
 	if err != nil {
 		return &hintError{err, "install Nix, or name the program with --nix-build PATH"}
 	}
 	if res.Signal != nil {
 		fmt.Fprintf(f.Stderr, "nbs: interrupted; %s stopped\n", program)
-		code := 130
-		if s, ok := res.Signal.(syscall.Signal); ok {
-			code = 128 + int(s)
-		}
-		return &exitStatus{code}
+		return &exitStatus{interrupt.ExitCode(res.Signal)}
 	}
 	if res.ExitCode == 0 {
 		return &exitStatus{0}

@@ -11,8 +11,10 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
@@ -166,7 +168,7 @@ func (r *runner) output(ctx context.Context, script string, stdin io.Reader) (st
 
 // Enter enters the kept directory o.Dir on the builder and returns the
 // remote command's exit status. A signal (SIGINT, SIGTERM, SIGHUP) ends
-// the session with a *sandbox.SignalError; the builder is cleaned up in
+// the session with an *interrupt.Error; the builder is cleaned up in
 // every case.
 func Enter(ctx context.Context, o Options) (status int, err error) {
 	if o.Target == nil {
@@ -202,10 +204,8 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	}
 
 	// From here on a signal ends the session, and the cleanup still runs.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	intr, stop := catchSignals(cancel)
-	defer stop()
+	ctx, signals := interrupt.Catch(ctx)
+	defer signals.Stop()
 
 	out, err := r.output(ctx, probeScript, nil)
 	p := parseProbe(out)
@@ -220,7 +220,7 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 		}()
 	}
 	if err != nil {
-		if serr := intr.err(); serr != nil {
+		if serr := signals.Err(); serr != nil {
 			return 0, serr
 		}
 		try := "ssh " + o.Target.Dest
@@ -253,7 +253,7 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 		defer self.Close()
 		log.Debug("copying nbs to the builder", "dir", p.dir)
 		if _, err := r.output(ctx, copyScript(p.dir), self); err != nil {
-			if serr := intr.err(); serr != nil {
+			if serr := signals.Err(); serr != nil {
 				return 0, serr
 			}
 			return 0, fmt.Errorf("copy nbs to %s: %w", o.Target.Dest, err)
@@ -272,20 +272,24 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	tty := term.IsTerminal(o.Stdin) && term.IsTerminal(o.Stdout)
 	sshArgs := o.Target.sshArgs(r.sshOpts, r.knownHosts, tty, shCommand(runScript(p.dir, nbs, args)))
 	log.Debug("ssh", "args", strings.Join(sshArgs, " "))
-	// Not CommandContext: a signal reaches ssh as SIGTERM (catchSignals),
-	// which ends it cleanly and restores the terminal it put in raw mode.
+	// Not CommandContext: a signal reaches ssh as SIGTERM, which ends it
+	// cleanly, restores the terminal it put in raw mode and hangs up the
+	// remote pty (the remote nbs then ends its sandbox).
 	cmd := exec.Command(ssh, sshArgs...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
-	if err := intr.start(cmd); err != nil {
-		return 0, err
+	if err := signals.Start(cmd, syscall.SIGTERM); err != nil {
+		if serr := signals.Err(); serr != nil {
+			return 0, serr
+		}
+		return 0, fmt.Errorf("start ssh: %w", err)
 	}
 	werr := cmd.Wait()
-	if serr := intr.err(); serr != nil {
+	if serr := signals.Err(); serr != nil {
 		return 0, serr
 	}
 	var ee *exec.ExitError
 	if werr != nil && !errors.As(werr, &ee) {
 		return 0, fmt.Errorf("ssh %s: %w", o.Target.Dest, werr)
 	}
-	return cmd.ProcessState.ExitCode(), nil
+	return interrupt.Status(cmd.ProcessState), nil
 }
