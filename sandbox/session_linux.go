@@ -11,6 +11,7 @@ import (
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox/interrupt"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 )
 
 // Enter copies the kept directory, runs the command (or an interactive
@@ -97,9 +98,9 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 // .attrs.sh, the way nixpkgs' builders read it (NIX-SANDBOX-HISTORY.md
 // §7): the attributes first, then env-vars, which reflects later state.
 func loadCommand(hostBuildDir, buildDir string) string {
-	load := "source " + shQuote(path.Join(buildDir, "env-vars"))
+	load := "source " + shquote.Quote(path.Join(buildDir, "env-vars"))
 	if _, err := os.Lstat(filepath.Join(hostBuildDir, ".attrs.sh")); err == nil {
-		load = "source " + shQuote(path.Join(buildDir, ".attrs.sh")) + "; " + load
+		load = "source " + shquote.Quote(path.Join(buildDir, ".attrs.sh")) + "; " + load
 	}
 	return load
 }
@@ -146,7 +147,7 @@ func interactiveShell(c rcConfig) ([]string, string) {
 		// the errexit that setup turns on.
 		// setup resets PATH and other variables, so env-vars, which
 		// has the failed build's state, is sourced again after it.
-		setup := shQuote(c.stdenvSetup)
+		setup := shquote.Quote(c.stdenvSetup)
 		fmt.Fprintf(&rc, "( source %s ) >/dev/null 2>&1\n", setup)
 		rc.WriteString("if [ \"$?\" = 0 ]; then\n")
 		fmt.Fprintf(&rc, "source %s\n", setup)
@@ -157,10 +158,10 @@ func interactiveShell(c rcConfig) ([]string, string) {
 		rc.WriteString(c.load + "\n")
 		rc.WriteString("unset NIX_LOG_FD\n")
 		fmt.Fprintf(&rc, "printf '%%s\\n' %s %s >&2\n",
-			shQuote("nbs: stdenv is loaded: genericBuild runs every phase, runPhase NAME one of them (runPhase buildPhase)"),
-			shQuote("nbs: phases: "+strings.Join(c.phases, " ")))
+			shquote.Quote("nbs: stdenv is loaded: genericBuild runs every phase, runPhase NAME one of them (runPhase buildPhase)"),
+			shquote.Quote("nbs: phases: "+strings.Join(c.phases, " ")))
 		rc.WriteString("else\n")
-		fmt.Fprintf(&rc, "echo %s >&2\n", shQuote("nbs: warning: sourcing "+c.stdenvSetup+" fails here, so stdenv's functions are not loaded (source it to see why)"))
+		fmt.Fprintf(&rc, "echo %s >&2\n", shquote.Quote("nbs: warning: sourcing "+c.stdenvSetup+" fails here, so stdenv's functions are not loaded (source it to see why)"))
 		rc.WriteString("fi\n")
 	}
 	if c.tools != "" {
@@ -169,8 +170,8 @@ func interactiveShell(c rcConfig) ([]string, string) {
 	// Land in the directory the failing phase started in (env-vars'
 	// PWD), as far as it exists in the copy, else in the source root
 	// when the derivation names one, else in the build directory.
-	rc.WriteString(`cd -- "$PWD" 2>/dev/null || { [ -n "${sourceRoot-}" ] && cd -- "$sourceRoot"; } 2>/dev/null || cd ` + shQuote(c.buildDir) + "\n")
-	rc.WriteString("PS1=" + shQuote(prompt) + "\n")
+	rc.WriteString(`cd -- "$PWD" 2>/dev/null || { [ -n "${sourceRoot-}" ] && cd -- "$sourceRoot"; } 2>/dev/null || cd ` + shquote.Quote(c.buildDir) + "\n")
+	rc.WriteString("PS1=" + shquote.Quote(prompt) + "\n")
 	rc.WriteString("exec 3<&-\n")
 	return []string{c.shell, "--rcfile", "/dev/fd/3", "-i"}, rc.String()
 }
@@ -211,9 +212,4 @@ func promptName(drv string, ev *nix.EnvVars) string {
 		return nix.DrvName(drv)
 	}
 	return "sandbox"
-}
-
-// shQuote quotes s for a POSIX shell.
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
 	"github.com/nix-build-shell/nbs/sandbox/interrupt"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/nix-build-shell/nbs/wrapper/remote"
@@ -227,11 +228,11 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	interactive := opts.Run == "" && terminal.IsTerminal(f.Stdin) && terminal.IsTerminal(f.Stdout)
 	enter := !opts.NoShell && (opts.Run != "" || interactive)
 	for i, fl := range kept {
-		where, enterCmd := "", "nbs shell "+shellQuote(fl.KeptDir)
+		where, enterCmd := "", "nbs shell "+shquote.Paste(fl.KeptDir)
 		if fl.Builder != "" {
 			b := builderFor(fl.Builder, builders)
 			where = " on " + b.URI
-			enterCmd = "nbs shell --remote " + shellQuote(remoteURI(b)) + " " + shellQuote(fl.KeptDir)
+			enterCmd = "nbs shell --remote " + shquote.Paste(remoteURI(b)) + " " + shquote.Paste(fl.KeptDir)
 		}
 		what := fmt.Sprintf("nbs: %s failed%s%s; kept in %s", nix.DrvName(fl.Drv), where, exitText(fl.ExitCode), fl.KeptDir)
 		if i == 0 && enter {
@@ -279,7 +280,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		Changed:  printChanged(f),
 	})
 	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shellQuote(first.KeptDir)}
+		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shquote.Paste(first.KeptDir)}
 	}
 	if err != nil {
 		return err
@@ -312,7 +313,7 @@ func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, buil
 	if !known {
 		return 0, &hintError{
 			fmt.Errorf("the log says %s failed on %s, which is not one of this build's builders (--builders or the builders setting); nbs does not connect to it", nix.DrvName(fl.Drv), fl.Builder),
-			"if you trust that machine, enter it with: nbs shell --remote " + shellQuote(fl.Builder) + " " + shellQuote(fl.KeptDir),
+			"if you trust that machine, enter it with: nbs shell --remote " + shquote.Paste(fl.Builder) + " " + shquote.Paste(fl.KeptDir),
 		}
 	}
 	b := builderFor(fl.Builder, builders)
@@ -346,7 +347,7 @@ func notKeptReason(fl wrapper.Failure, b wrapper.Builder, why wrapper.NotKept) s
 	case wrapper.KeepFailedOff:
 		return "keep-failed is off (--no-keep-failed or --option keep-failed false)"
 	case wrapper.KeptSomewhere:
-		return "Nix says it kept it there but not where; look for the newest directory in the builder's build-dir (nix-build-* in its /tmp) and enter it with nbs shell --remote " + shellQuote(fl.Builder) + " DIR"
+		return "Nix says it kept it there but not where; look for the newest directory in the builder's build-dir (nix-build-* in its /tmp) and enter it with nbs shell --remote " + shquote.Paste(fl.Builder) + " DIR"
 	case wrapper.DaemonIgnored:
 		return "its nix-daemon --stdio hands builds to a nix-daemon running there, which ignores options from the connection; set keep-failed = true in the builder's nix.conf (and restart its nix-daemon), or use the builder as ssh://" + strings.TrimPrefix(b.URI, "ssh-ng://") + ", whose keep-failed reaches that daemon"
 	case wrapper.BuilderIgnored:
@@ -363,12 +364,4 @@ func exitText(code int) string {
 		return ""
 	}
 	return fmt.Sprintf(" (builder exit %d)", code)
-}
-
-// shellQuote quotes s for pasting into a shell, only when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:@%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

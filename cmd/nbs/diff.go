@@ -14,6 +14,7 @@ import (
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/spf13/cobra"
 )
@@ -107,7 +108,7 @@ func diffRun(opts *DiffOptions) error {
 		}
 		if !found {
 			return &hintError{fmt.Errorf("diff: no kept copy of %s in %s", origin, strings.Join(opts.CopyBases, " or ")),
-				"keep one with: nbs shell --keep " + shellQuote(opts.Dir) + " (or name it: nbs diff DIR COPY)"}
+				"keep one with: nbs shell --keep " + shquote.Paste(opts.Dir) + " (or name it: nbs diff DIR COPY)"}
 		}
 	}
 	f.Log().Debug("comparing", "kept", kept, "copy", cp.Dir)
@@ -120,7 +121,7 @@ func diffRun(opts *DiffOptions) error {
 		}
 	}
 	if errors.Is(err, fs.ErrPermission) {
-		return &hintError{err, "run it as root to read the files of Nix's build user: sudo nbs diff " + shellQuote(opts.Dir)}
+		return &hintError{err, "run it as root to read the files of Nix's build user: sudo nbs diff " + shquote.Paste(opts.Dir)}
 	}
 	return err
 }

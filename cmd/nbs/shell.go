@@ -7,6 +7,7 @@ import (
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	"github.com/spf13/cobra"
 )
 
@@ -117,7 +118,7 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 		fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's copy of /build in %s\n", kept)
 	}
 	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + opts.Dir}
+		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shquote.Paste(opts.Dir)}
 	}
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/sandbox/interrupt"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
@@ -42,14 +43,9 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-// shQuote quotes s for a POSIX shell, always.
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // shCommand is script as the one remote command ssh sends: run by sh, so
 // that it means the same whatever the remote user's login shell is.
-func shCommand(script string) string { return "sh -c " + shQuote(script) }
+func shCommand(script string) string { return "sh -c " + shquote.Quote(script) }
 
 // probeScript makes the private directory (mode 0711: the sandbox user
 // must be able to re-execute a copy of nbs in it) and says whether nbs is
@@ -59,7 +55,7 @@ const probeScript = `umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/nbs-remote.XXXXXX
 	`p=$(command -v nbs) && "$p" --version 2>/dev/null | grep -q '^nbs ' && echo "nbs=$p"; echo "uname=$(uname -sm)"`
 
 func copyScript(dir string) string {
-	return `cat > ` + shQuote(dir+"/nbs") + ` && chmod 755 ` + shQuote(dir+"/nbs")
+	return `cat > ` + shquote.Quote(dir+"/nbs") + ` && chmod 755 ` + shquote.Quote(dir+"/nbs")
 }
 
 // runScript records nbs's pid (exec keeps the shell's) for cleanupScript,
@@ -67,7 +63,7 @@ func copyScript(dir string) string {
 func runScript(dir, nbs string, args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		q[i] = shQuote(a)
+		q[i] = shquote.Quote(a)
 	}
 	env := ""
 	if _, ok := os.LookupEnv("NO_COLOR"); ok {
@@ -75,7 +71,7 @@ func runScript(dir, nbs string, args []string) string {
 		// (https://no-color.org) holds on the builder too.
 		env = "export NO_COLOR=1; "
 	}
-	return `echo $$ > ` + shQuote(dir+"/pid") + ` && ` + env + `exec ` + shQuote(nbs) + ` ` + strings.Join(q, " ")
+	return `echo $$ > ` + shquote.Quote(dir+"/pid") + ` && ` + env + `exec ` + shquote.Quote(nbs) + ` ` + strings.Join(q, " ")
 }
 
 // cleanupScript ends the nbs of runScript if it still runs (after a lost
@@ -83,7 +79,7 @@ func runScript(dir, nbs string, args []string) string {
 // its copy) and removes the private directory. The process must still be
 // an nbs, so a reused pid is left alone.
 func cleanupScript(dir string) string {
-	d := shQuote(dir)
+	d := shquote.Quote(dir)
 	return `d=` + d + `; if [ -r "$d/pid" ]; then p=$(cat "$d/pid"); ` +
 		`case $(readlink "/proc/$p/exe" 2>/dev/null) in */nbs|*"/nbs (deleted)") kill -TERM "$p" 2>/dev/null; i=0; ` +
 		`while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; kill -KILL "$p" 2>/dev/null;; esac; fi; ` +
