@@ -86,7 +86,7 @@ func command(c Config, b *keptBuild, log *slog.Logger) ([]string, string) {
 		tools:    toolsPath,
 		buildDir: b.sandboxDir,
 		name:     promptName(c.Drv, b.env),
-		color:    os.Getenv("NO_COLOR") == "",
+		color:    !term.NoColor(),
 	}
 	if setup, ok := stdenvSetup(b.env); ok {
 		rc.stdenvSetup = setup

@@ -52,7 +52,7 @@ Files whose modification time is unchanged count as unchanged (the copy
 keeps the times), so comparing a big build directory reads only the files
 the sandbox touched. --stat prints only the changed paths, one a line,
 with A (added), D (removed) or M (changed). Output on a terminal is
-colored unless NO_COLOR is set.`,
+colored unless NO_COLOR is set (and not empty).`,
 		Example: `  nbs shell --keep /tmp/nix-build-wttr.drv-0   # fix it, exit
   nbs diff /tmp/nix-build-wttr.drv-0
   nbs diff /tmp/nix-build-wttr.drv-0 > fix.patch
@@ -140,7 +140,7 @@ func writeStat(w io.Writer, changes []diff.Change) error {
 
 // writeDiff writes the patch, colored like git's on a terminal.
 func writeDiff(out *os.File, kept, copy string, changes []diff.Change) error {
-	if !terminal.IsTerminal(out) || os.Getenv("NO_COLOR") != "" {
+	if !terminal.IsTerminal(out) || terminal.NoColor() {
 		return diff.Write(out, kept, copy, changes)
 	}
 	var buf bytes.Buffer

@@ -33,7 +33,8 @@ directory, the sandbox's /tmp and /nix/store) and one of the places nbs
 list looks for kept build directories.
 
 NO_COLOR
-When set, nbs prints no colors (the sandbox's prompt, nbs diff).
+When set and not empty, nbs prints no colors (the sandbox's prompt,
+nbs diff, also on a remote builder).
 
 NIX_PATH
 Where --with finds <nixpkgs> to build a tool given by attribute name.

@@ -66,9 +66,9 @@ func runScript(dir, nbs string, args []string) string {
 		q[i] = shquote.Quote(a)
 	}
 	env := ""
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
+	if term.NoColor() {
 		// ssh passes on TERM only; the user's wish for no colours
-		// (https://no-color.org) holds on the builder too.
+		// holds on the builder too.
 		env = "export NO_COLOR=1; "
 	}
 	return `echo $$ > ` + shquote.Quote(dir+"/pid") + ` && ` + env + `exec ` + shquote.Quote(nbs) + ` ` + strings.Join(q, " ")
