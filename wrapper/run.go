@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -37,8 +38,8 @@ type Options struct {
 type Result struct {
 	ExitCode int       // nix-build's exit status (128+N if killed by signal N)
 	Failures []Failure // from the log scanner, cross-checked with the watcher
-	// Unmatched are kept directories the log named but could not tie to
-	// a derivation (Scanner.Unmatched).
+	// Unmatched are kept directories the log named but that neither the
+	// log nor the watcher could tie to a derivation (Scanner.Unmatched).
 	Unmatched []string
 	Signal    os.Signal // non-nil if nbs got SIGINT/SIGTERM/SIGHUP during the build (forwarded to nix-build)
 }
@@ -175,9 +176,20 @@ wait:
 
 	created := watch.stop()
 	res.Failures = scanner.Failures()
-	res.Unmatched = scanner.Unmatched()
 	crossCheck(res.Failures, created, log)
+	res.Unmatched = untied(scanner.Unmatched(), res.Failures)
 	return res, nil
+}
+
+// untied are the dirs that none of fails has as its kept directory.
+func untied(dirs []string, fails []Failure) []string {
+	var out []string
+	for _, d := range dirs {
+		if !slices.ContainsFunc(fails, func(f Failure) bool { return f.Builder == "" && filepath.Clean(f.KeptDir) == filepath.Clean(d) }) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // copyStream copies r to w as it reads, each chunk as soon as it arrives

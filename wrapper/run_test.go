@@ -703,3 +703,17 @@ func TestRunNixTerminal(t *testing.T) {
 		t.Errorf("no colour: Nix did not see a terminal")
 	}
 }
+
+// TestUntied: a kept directory the watcher tied to a failure is no longer
+// reported as unmatched; a remote failure's directory of the same name
+// is another machine's.
+func TestUntied(t *testing.T) {
+	fails := []Failure{
+		{Drv: "/nix/store/a-x.drv", KeptDir: "/tmp/nix-build-x.drv-0/"},
+		{Drv: "/nix/store/b-y.drv", KeptDir: "/tmp/nix-build-y.drv-0", Builder: "ssh://b"},
+	}
+	got := untied([]string{"/tmp/nix-build-x.drv-0", "/tmp/nix-build-y.drv-0", "/tmp/nix-1-2"}, fails)
+	if strings.Join(got, " ") != "/tmp/nix-build-y.drv-0 /tmp/nix-1-2" {
+		t.Errorf("untied = %q", got)
+	}
+}

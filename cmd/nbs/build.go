@@ -80,7 +80,7 @@ builder still keeps nothing (a nix-daemon on an ssh-ng:// builder ignores
 the option), nbs says what to set there: keep-failed = true in the
 builder's nix.conf.`
 
-func newCmdBuild(f *Factory, runF func(*BuildOptions) error) *cobra.Command {
+func newCmdBuild(f *Factory) *cobra.Command {
 	opts := &BuildOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "build [--run CMD] [--no-shell] [--with TOOL] [--nix-build PATH] NIX-BUILD-ARGS...",
@@ -103,9 +103,6 @@ func newCmdBuild(f *Factory, runF func(*BuildOptions) error) *cobra.Command {
 			}
 			if help {
 				return cmd.Help()
-			}
-			if runF != nil {
-				return runF(opts)
 			}
 			return buildRun(cmd, opts)
 		},
@@ -216,6 +213,9 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		default:
 			kept = append(kept, fl)
 		}
+	}
+	for _, d := range res.Unmatched {
+		fmt.Fprintf(f.Stderr, "nbs: Nix kept %s for a build its log does not name\n  enter it with: nbs shell %s\n", d, shquote.Paste(d))
 	}
 	if len(kept) == 0 {
 		// nix-build's own error (evaluation, missing file…) is in its

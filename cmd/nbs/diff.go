@@ -29,7 +29,7 @@ type DiffOptions struct {
 	Stat      bool
 }
 
-func newCmdDiff(f *Factory, runF func(*DiffOptions) error) *cobra.Command {
+func newCmdDiff(f *Factory) *cobra.Command {
 	opts := &DiffOptions{f: f, CopyBases: defaultCopyBases()}
 	cmd := &cobra.Command{
 		Use:   "diff [--stat] DIR [COPY]",
@@ -72,9 +72,6 @@ colored unless NO_COLOR is set (and not empty).`,
 			opts.Dir = args[0]
 			if len(args) == 2 {
 				opts.Copy = args[1]
-			}
-			if runF != nil {
-				return runF(opts)
 			}
 			return diffRun(opts)
 		},

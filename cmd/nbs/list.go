@@ -32,7 +32,7 @@ func defaultCopyBases() []string {
 	return []string{"/tmp"}
 }
 
-func newCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
+func newCmdList(f *Factory) *cobra.Command {
 	opts := &ListOptions{f: f, Search: nix.DefaultKeptSearch(), CopyBases: defaultCopyBases(), Now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -56,9 +56,6 @@ Enter the newest kept directory with 'nbs shell --last'.`,
   nbs shell --last         # enter the first one listed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if runF != nil {
-				return runF(opts)
-			}
 			return listRun(opts)
 		},
 	}

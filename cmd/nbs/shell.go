@@ -24,6 +24,9 @@ type ShellOptions struct {
 	Last bool
 }
 
+// newCmdShell is `nbs shell`. runF, when not nil, is called with the
+// parsed options instead of shellRun: TestShellArgs checks the parsing
+// that way. (The other commands have no such seam: no test needs one.)
 func newCmdShell(f *Factory, runF func(*ShellOptions) error) *cobra.Command {
 	opts := &ShellOptions{f: f}
 	cmd := &cobra.Command{
