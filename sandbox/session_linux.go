@@ -95,8 +95,10 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 
 // loadCommand is the shell code that recreates the build's environment:
 // `source /build/env-vars`, preceded for structured-attrs builds by
-// .attrs.sh, the way nixpkgs' builders read it (NIX-SANDBOX-HISTORY.md
-// §7): the attributes first, then env-vars, which reflects later state.
+// .attrs.sh. The attributes come first, as in Nix's src/nix/get-env.sh
+// and nixpkgs' pkgs/stdenv/generic/default-builder.sh, which source
+// .attrs.sh before anything else; env-vars, written when the build
+// failed, reflects the later state and wins.
 func loadCommand(hostBuildDir, buildDir string) string {
 	load := "source " + shquote.Quote(path.Join(buildDir, "env-vars"))
 	if _, err := os.Lstat(filepath.Join(hostBuildDir, ".attrs.sh")); err == nil {
