@@ -33,14 +33,25 @@ type BuildOptions struct {
 	With []string
 }
 
-const buildLong = `Run nix-build with --keep-failed added, show its log unchanged and, when a
+// buildLong is what --help says; buildManual adds, in the manual page
+// only, how the program is chosen and how remote builders keep their
+// directory.
+const (
+	buildLong = `Run nix-build with --keep-failed added, show its log unchanged and, when a
 build fails, enter the sandbox of the failed build (see 'nbs shell').
 
-Every argument after nbs's own flags goes to nix-build verbatim: -A, --arg,
--I, --option, -j, --keep-going, several files. nbs's flags must come
-first.
+nbs's own flags come first; every argument after them goes to nix-build
+verbatim: -A, --arg, -I, --option, -j, --keep-going, several files. A
+flake reference (.#hello, github:…) or -f runs 'nix build' instead.
 
-Outcome:
+When a build fails, nbs enters its sandbox on a terminal (then exits with
+nix-build's status), runs CMD there under --run (and exits with CMD's
+status), and otherwise prints the 'nbs shell' command that enters it
+later. A build that failed on an ssh:// or ssh-ng:// builder is entered on
+that builder. Ctrl-C stops nix-build; nbs exits 130.`
+	buildMore = `How nix build is chosen and how remote builders keep their directory:
+nbs man | man -l -`
+	buildManual = `Outcome:
   success            nix-build's output and exit status, the result link
   failure, terminal  one line saying what failed and where, then an
                      interactive shell in its sandbox; nbs then exits with
@@ -79,13 +90,16 @@ nix-daemon (others' builders setting is ignored by the daemon). When a
 builder still keeps nothing (a nix-daemon on an ssh-ng:// builder ignores
 the option), nbs says what to set there: keep-failed = true in the
 builder's nix.conf.`
+)
 
 func newCmdBuild(f *Factory) *cobra.Command {
 	opts := &BuildOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "build [--run CMD] [--no-shell] [--with TOOL] [--nix-build PATH] NIX-BUILD-ARGS...",
 		Short: "Run nix-build and enter the sandbox of a build that fails",
-		Long:  buildLong,
+		Long:  buildLong + "\n\n" + buildMore,
+		// The manual page has the details instead of the pointer to it.
+		Annotations: map[string]string{manText: buildLong + "\n\n" + buildManual},
 		Example: `  nbs build ./nix/wttr/default.nix
   nbs build -A hello '<nixpkgs>'
   nbs build --run 'ls /build; make -C /build/source' ./default.nix
@@ -232,7 +246,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		if fl.Builder != "" {
 			b := builderFor(fl.Builder, builders)
 			where = " on " + b.URI
-			enterCmd = "nbs shell --remote " + shquote.Paste(remoteURI(b)) + " " + shquote.Paste(fl.KeptDir)
+			enterCmd = "nbs shell --remote " + shquote.Paste(remote.URI(b)) + " " + shquote.Paste(fl.KeptDir)
 		}
 		what := fmt.Sprintf("nbs: %s failed%s%s; kept in %s", nix.DrvName(fl.Drv), where, exitText(fl.ExitCode), fl.KeptDir)
 		if i == 0 && enter {
