@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -281,21 +280,12 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		}
 		return err
 	}
-	status, _, err := sandbox.Enter(ctx, sandbox.Config{
-		Dir:      first.KeptDir,
-		Script:   opts.Run,
-		Drv:      first.Drv,
-		With:     with,
-		Stdin:    f.Stdin,
-		Stdout:   f.Stdout,
-		Stderr:   f.Stderr,
-		Log:      f.Log(),
-		Progress: newCopyProgress(f.Stderr),
-		Changed:  printChanged(f),
+	status, _, err := enterLocal(ctx, f, sandbox.Config{
+		Dir:    first.KeptDir,
+		Script: opts.Run,
+		Drv:    first.Drv,
+		With:   with,
 	})
-	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shquote.Paste(first.KeptDir)}
-	}
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -104,29 +105,35 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 	if err != nil {
 		return err
 	}
-	status, kept, err := sandbox.Enter(cmd.Context(), sandbox.Config{
-		Dir:      opts.Dir,
-		Command:  opts.Command,
-		Keep:     opts.Keep,
-		Drv:      opts.Drv,
-		With:     with,
-		Stdin:    f.Stdin,
-		Stdout:   f.Stdout,
-		Stderr:   f.Stderr,
-		Log:      f.Log(),
-		Progress: newCopyProgress(f.Stderr),
-		Changed:  printChanged(f),
+	status, kept, err := enterLocal(cmd.Context(), f, sandbox.Config{
+		Dir:     opts.Dir,
+		Command: opts.Command,
+		Keep:    opts.Keep,
+		Drv:     opts.Drv,
+		With:    with,
 	})
 	if kept != "" {
 		fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's copy of /build in %s\n", kept)
-	}
-	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shquote.Paste(opts.Dir)}
 	}
 	if err != nil {
 		return err
 	}
 	return &exitStatus{status}
+}
+
+// enterLocal enters a kept directory on this machine on the CLI's
+// terminal, with its logger, the copy's progress bar and the report of
+// what changed; a directory only root can read gets the sudo hint.
+func enterLocal(ctx context.Context, f *Factory, c sandbox.Config) (status int, kept string, err error) {
+	c.Stdin, c.Stdout, c.Stderr = f.Stdin, f.Stdout, f.Stderr
+	c.Log = f.Log()
+	c.Progress = newCopyProgress(f.Stderr)
+	c.Changed = printChanged(f)
+	status, kept, err = sandbox.Enter(ctx, c)
+	if errors.Is(err, sandbox.ErrUnreadable) {
+		err = &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo nbs shell " + shquote.Paste(c.Dir)}
+	}
+	return status, kept, err
 }
 
 // printChanged reports, when the sandbox ends, what changed in /build.
