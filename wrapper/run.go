@@ -65,8 +65,10 @@ const (
 // terminal reaches it directly. Meanwhile nbs catches SIGINT, SIGTERM and
 // SIGHUP, passes each on to nix-build (needed when it came from kill(1);
 // a second SIGINT is harmless to Nix, which only sets its interrupt flag),
-// waits for it to exit, SIGKILLs it after killGrace, and reports the signal
-// in Result.Signal. The end of ctx stops nix-build the same way (SIGTERM).
+// waits for it to exit, SIGKILLs it after killGrace, and reports the first
+// signal in Result.Signal; a signal that comes before nix-build has started
+// means it never starts. The end of ctx stops nix-build the same way
+// (SIGTERM).
 //
 // stdout goes to nix-build directly. stderr is copied through as it is
 // read, byte for byte, while the scanner reads the same bytes. When
