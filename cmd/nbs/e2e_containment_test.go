@@ -43,7 +43,7 @@ func TestContainment(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			t.Run("attempts", func(t *testing.T) { escAttempts(t, r, dir, nbsID) })
 			t.Run("kill", func(t *testing.T) { escKill(t, r, dir) })
-			t.Run("tiocsti", func(t *testing.T) { escTIOCSTI(t, r, dir) })
+			t.Run("tiocsti", func(t *testing.T) { escTIOCSTI(t, r, "shell", dir) })
 		})
 	}
 }
@@ -62,15 +62,21 @@ func escCopy(t *testing.T, kept string) string {
 	if out, err := exec.Command("cp", "-a", kept, dir).CombinedOutput(); err != nil {
 		t.Fatalf("copy %s: %v\n%s", kept, err, out)
 	}
+	escBuild(t, filepath.Join(dir, "escape"))
+	return dir
+}
+
+// escBuild builds the escape helper (static) as out.
+func escBuild(t *testing.T, out string) {
+	t.Helper()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "escape"), "./testdata/escape")
+	cmd := exec.Command(goBin, "build", "-o", out, "./testdata/escape")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build the escape helper: %v\n%s", err, out)
 	}
-	os.Chmod(filepath.Join(dir, "escape"), 0o755)
-	return dir
+	os.Chmod(out, 0o755)
 }
 
 // escFileID is a file's major:minor:inode, as the helper prints the
@@ -668,7 +674,8 @@ func escProcessesWith(s string) []string {
 // controlling terminal): then the sandbox has a pty of its own and
 // whatever it injects stays there. Also with only stdin a terminal (nbs
 // hands it through as is) and with pipes.
-func escTIOCSTI(t *testing.T, r runner, dir string) {
+// enter is how nbs enters the sandbox: shell DIR, or attach TARGET.
+func escTIOCSTI(t *testing.T, r runner, enter ...string) {
 	cases := []struct {
 		name                string
 		stdinTTY, stdoutTTY bool
@@ -682,7 +689,7 @@ func escTIOCSTI(t *testing.T, r runner, dir string) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			master, outer := escPTY(t)
-			cmd, tmp := escCommand(t, r, "shell", dir, "/build/escape", "tty")
+			cmd, tmp := escCommand(t, r, append(enter, "/build/escape", "tty")...)
 			var stdout, stderr bytes.Buffer
 			var slaves []*os.File
 			openSlave := func() *os.File {

@@ -79,6 +79,7 @@ modified.`,
 	root.AddCommand(newCmdShell(f, nil))
 	root.AddCommand(newCmdBuild(f))
 	root.AddCommand(newCmdList(f))
+	root.AddCommand(newCmdAttach(f))
 	root.AddCommand(newCmdDiff(f))
 	root.AddCommand(newCmdCompletion(f))
 	root.AddCommand(newCmdMan(f))
