@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/term"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,8 +75,8 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 		return 0, err
 	}
 	facts := readHostFacts(ctx, log)
-	tty := IsTerminal(c.Stdin) && IsTerminal(c.Stdout)
-	spec := &Spec{
+	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
+	sp := &spec{
 		Root:       "/",
 		Attach:     true,
 		Argv:       c.Command,
@@ -85,26 +86,26 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 		Seccomp:    facts.seccomp,
 		NoNewPrivs: true,
 	}
-	if len(spec.Argv) == 0 {
-		spec.Argv, spec.Env = attachShell(b)
+	if len(sp.Argv) == 0 {
+		sp.Argv, sp.Env = attachShell(b)
 	}
-	spec.Tools = j.tools
+	sp.Tools = j.tools
 	if len(j.tools) > 0 {
-		spec.Env = withToolsPATH(spec.Env, j.tools)
+		sp.Env = withToolsPATH(sp.Env, j.tools)
 	}
-	log.Debug("attach", "pid", b.PID, "namespaces", nsNames(j.nsFlags), "uid", j.uid, "gid", j.gid, "argv", strings.Join(spec.Argv, " "))
+	log.Debug("attach", "pid", b.PID, "namespaces", nsNames(j.nsFlags), "uid", j.uid, "gid", j.gid, "argv", strings.Join(sp.Argv, " "))
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
 
-	p, err := startJoined(j, pidfd, b.PID, spec, c)
+	p, err := startJoined(j, pidfd, b.PID, sp, c)
 	if err != nil {
 		return 0, err
 	}
 	stopRelay := func() {}
 	if p.master != nil {
-		_, stop, err := Relay(p.master, c.Stdin, c.Stdout)
+		_, stop, err := term.Relay(p.master, c.Stdin, c.Stdout)
 		if err != nil {
 			p.kill()
 			<-p.waitc
@@ -463,38 +464,14 @@ func (p *joined) kill() {
 // startJoined forks the joining child and runs the sandbox child's
 // protocol with it: the spec on fd 3, failures on fd 4, the pty master
 // on fd 5.
-func startJoined(j *rawJoin, pidfd, builder int, spec *Spec, c AttachConfig) (*joined, error) {
-	specR, specW, err := os.Pipe()
+func startJoined(j *rawJoin, pidfd, builder int, sp *spec, c AttachConfig) (*joined, error) {
+	cp, err := newChildPipes(sp.TTY, c.Stdin, c.Stdout)
 	if err != nil {
 		return nil, err
 	}
-	defer specR.Close()
-	defer specW.Close()
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer errR.Close()
-	defer errW.Close()
-	stdin, stdout := c.Stdin, c.Stdout
-	var ptyParent, ptyChild *os.File
-	if spec.TTY {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("socketpair: %w", err)
-		}
-		ptyParent, ptyChild = os.NewFile(uintptr(fds[0]), "pty-parent"), os.NewFile(uintptr(fds[1]), "pty-child")
-		defer ptyParent.Close()
-		defer ptyChild.Close()
-		// Nothing of the user's terminal but stderr until the pty
-		// slave replaces it, as in Start.
-		devnull, err := os.Open(os.DevNull)
-		if err != nil {
-			return nil, err
-		}
-		defer devnull.Close()
-		stdin, stdout = devnull, devnull
-	}
+	defer cp.close()
+	specR, specW, errR, errW, ptyParent, ptyChild := cp.specR, cp.specW, cp.errR, cp.errW, cp.ptyParent, cp.ptyChild
+	stdin, stdout := cp.stdin, cp.stdout
 	files := []*os.File{stdin, stdout, c.Stderr, specR, errW, ptyChild}
 	if ptyChild == nil {
 		files[ptyFD] = specR // a place holder, closed by the child
@@ -584,7 +561,7 @@ func startJoined(j *rawJoin, pidfd, builder int, spec *Spec, c AttachConfig) (*j
 	}
 	// A child that failed before reading the spec closes the pipe: its
 	// report on the error pipe says why.
-	encErr := json.NewEncoder(specW).Encode(spec)
+	encErr := json.NewEncoder(specW).Encode(sp)
 	specW.Close()
 	msg, err := io.ReadAll(errR)
 	if err != nil {
@@ -615,7 +592,7 @@ func joinFailure(msg []byte) error {
 		if name == "" {
 			name = "step " + strconv.Itoa(int(msg[1]))
 		}
-		return &SetupError{Step: name, Msg: errno.Error()}
+		return &setupError{Step: name, Msg: errno.Error()}
 	}
 	return childFailure(msg)
 }

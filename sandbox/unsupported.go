@@ -25,10 +25,10 @@ func Enter(ctx context.Context, c Config) (int, string, error) {
 }
 
 // RunningBuilds finds no builds where there is no sandbox.
-func RunningBuilds() ([]Build, error) { return nil, ErrUnsupported }
+func RunningBuilds() ([]Build, error) { return nil, errUnsupported }
 
 // Attach cannot enter a build on this system.
-func Attach(ctx context.Context, c AttachConfig) (int, error) { return 0, ErrUnsupported }
+func Attach(ctx context.Context, c AttachConfig) (int, error) { return 0, errUnsupported }
 
 // CanAttach is false where there is no sandbox.
 func CanAttach() bool { return false }

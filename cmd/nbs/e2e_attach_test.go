@@ -284,34 +284,15 @@ func TestAttachContainment(t *testing.T) {
 		defer os.Remove("/tmp/" + marker)
 		cmd, _ := escCommand(t, r, "attach", h.name, "/build/escape", "probe",
 			"-port", strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port), "-marker", marker, "-nonce", nonce)
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		nbsPid := cmd.Process.Pid
-		fmt.Fprintf(stdin, "test=%d nbs=%d\n", os.Getpid(), nbsPid)
-		stdin.Close()
-		if code := escStatus(t, cmd.Wait()); code != 0 || stdout.Len() == 0 {
+		stdout, stderr, _, code := escProbe(t, cmd)
+		if code != 0 || stdout.Len() == 0 {
 			t.Fatalf("nbs attach %s /build/escape probe: status %d\nstdout:\n%s\nstderr:\n%s", h.name, code, stdout.String(), stderr.String())
 		}
 		e := escParse(t, stdout.String())
 		if testing.Verbose() {
 			t.Logf("the helper's results:\n%s", stdout.String())
 		}
-		e.want(t, "status NoNewPrivs", "1")
-		e.want(t, "status Seccomp", "2")
-		for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
-			e.want(t, "status "+c, "0000000000000000")
-		}
-		e.want(t, "status Uid", "1000 1000 1000 1000")
-		for _, k := range []string{"chmod 04755", "chmod 02755", "fchmod 04755", "fchmodat 04755", "chmod syscall 04755", "fchmodat2 04755"} {
-			e.blocked(t, k, "EPERM", "ENOSYS")
-		}
+		escNoPrivileges(t, e)
 		for _, name := range []string{"user.nbs", "security.capability"} {
 			for _, c := range []string{"setxattr", "lsetxattr", "fsetxattr", "setxattrat", "setxattrat fd"} {
 				e.blocked(t, c+" "+name, "ENOTSUP")
