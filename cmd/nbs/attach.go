@@ -117,6 +117,12 @@ func attachRun(cmd *cobra.Command, opts *AttachOptions) error {
 		Stderr:  f.Stderr,
 		Log:     f.Log(),
 	})
+	var sig *sandbox.SignalError
+	if errors.As(err, &sig) {
+		// Only what nbs started in the build was ended.
+		fmt.Fprintf(f.Stderr, "nbs: %v; left %s, which runs on\n", sig, buildName(b))
+		return &exitStatus{128 + int(sig.Signal)}
+	}
 	if errors.Is(err, sandbox.ErrBuildEnded) {
 		fmt.Fprintf(f.Stderr, "nbs: %s: %v; leaving\n", buildName(b), err)
 		return &exitStatus{status}
