@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 	"golang.org/x/sys/unix"
 )
@@ -95,9 +95,10 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 	}
 	log.Debug("attach", "pid", b.PID, "namespaces", nsNames(j.nsFlags), "uid", j.uid, "gid", j.gid, "argv", strings.Join(sp.Argv, " "))
 
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigc)
+	// A signal ends the attached command only (never the build): the
+	// catcher ends ctx, which kills what nbs started.
+	ctx, catcher := interrupt.Catch(ctx)
+	defer catcher.Stop()
 
 	p, err := startJoined(j, pidfd, b.PID, sp, c)
 	if err != nil {
@@ -114,12 +115,8 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 		}
 		stopRelay = stop
 	}
-	var got atomic.Int32
 	go func() {
 		select {
-		case s := <-sigc:
-			got.Store(int32(s.(syscall.Signal)))
-			p.kill()
 		case <-ctx.Done():
 			p.kill()
 		case <-p.exited:
@@ -133,10 +130,10 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 	}
 	status := ws.ExitStatus()
 	if ws.Signaled() {
-		status = 128 + int(ws.Signal())
+		status = interrupt.ExitCode(ws.Signal())
 	}
-	if sig := syscall.Signal(got.Load()); sig != 0 {
-		return status, &SignalError{Signal: sig}
+	if err := catcher.Err(); err != nil {
+		return status, err
 	}
 	// When the builder (PID 1 of the build) ends, the kernel kills
 	// every other process of its PID namespace, ours too; the builder

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/sandbox"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	"github.com/spf13/cobra"
 )
 
@@ -117,11 +119,11 @@ func attachRun(cmd *cobra.Command, opts *AttachOptions) error {
 		Stderr:  f.Stderr,
 		Log:     f.Log(),
 	})
-	var sig *sandbox.SignalError
+	var sig *interrupt.Error
 	if errors.As(err, &sig) {
 		// Only what nbs started in the build was ended.
 		fmt.Fprintf(f.Stderr, "nbs: %v; left %s, which runs on\n", sig, buildName(b))
-		return &exitStatus{128 + int(sig.Signal)}
+		return &exitStatus{sig.ExitCode()}
 	}
 	if errors.Is(err, sandbox.ErrBuildEnded) {
 		fmt.Fprintf(f.Stderr, "nbs: %s: %v; leaving\n", buildName(b), err)
@@ -138,7 +140,7 @@ func attachError(opts *AttachOptions, err error) error {
 		cmd := "sudo nbs attach"
 		for _, a := range append([]string{opts.Target}, opts.Command...) {
 			if a != "" {
-				cmd += " " + shellQuote(a)
+				cmd += " " + shquote.Paste(a)
 			}
 		}
 		return &hintError{err, "run " + cmd}
