@@ -117,7 +117,9 @@ func TestFindBuildDirErrors(t *testing.T) {
 
 // TestFindBuildDirPermission covers kept directories the caller may not
 // search: the top directory of Nix 2.24–2.24.6 and friends is root 0700
-// (see NIX-SANDBOX-HISTORY §6), and an unfinished build's directory belongs
+// (src/libstore/unix/build/local-derivation-goal.cc,
+// LocalDerivationGoal::startBuilder: createTempDir(buildDir, "nix",
+// 0700), the build in its build/), and an unfinished build's directory belongs
 // to its build user. The error must name the directory, not claim there is
 // no build. Root can search anything, so as root the check runs in a copy
 // of the test binary started as nobody.

@@ -22,6 +22,12 @@ const (
 	specFD = 3 // parent → child: the spec as JSON, then EOF
 	errFD  = 4 // child → parent: a childError as JSON; close-on-exec, so EOF means execve succeeded
 	ptyFD  = 5 // child → parent: the pty master, as SCM_RIGHTS (spec.TTY only)
+	// spec.Attach only: the running build's mount namespace, root and
+	// current directory (its /proc/PID/ns/mnt, root and cwd).
+	mntFD  = 6
+	rootFD = 7
+	cwdFD  = 8
+	toolFD = 9 // the first of spec.Tools
 )
 
 // rcFD is where the interactive shell finds spec.RC (bash --rcfile /dev/fd/3).
@@ -63,19 +69,24 @@ func runChild() (string, error) {
 		run  func(*spec) error
 		// sandboxOnly steps are skipped for spec.Unsandboxed.
 		sandboxOnly bool
+		// attach steps are the only ones run for Spec.Attach: the
+		// build being entered has its namespaces and mounts already.
+		attach bool
 	}{
-		{"bring up loopback", setupLoopback, true},
-		{"set host name", setupUTS, true},
-		{"make mounts private", makeMountsPrivate, false},
-		{"bind new root", bindRoot, true},
-		{"apply mount plan", applyPlan, false},
-		{"pivot_root", pivotRoot, true},
-		{"make / read-only", readOnlyRoot, true},
-		{"set up terminal", setupTTY, false},
-		{"exec", execCommand, false},
+		{"bring up loopback", setupLoopback, true, false},
+		{"set host name", setupUTS, true, false},
+		{"make mounts private", makeMountsPrivate, false, false},
+		{"bind new root", bindRoot, true, false},
+		{"apply mount plan", applyPlan, false, false},
+		{"pivot_root", pivotRoot, true, false},
+		{"make / read-only", readOnlyRoot, true, false},
+		{"enter the build's mounts", enterBuildMounts, false, true},
+		{"find command", findCommand, false, true},
+		{"set up terminal", setupTTY, false, true},
+		{"exec", execCommand, false, true},
 	}
 	for _, s := range steps {
-		if s.sandboxOnly && sp.Unsandboxed {
+		if s.sandboxOnly && sp.Unsandboxed || sp.Attach && !s.attach {
 			continue
 		}
 		if err := s.run(sp); err != nil {
@@ -86,7 +97,7 @@ func runChild() (string, error) {
 }
 
 func readSpec() (*spec, error) {
-	for _, fd := range []int{specFD, errFD, ptyFD} {
+	for _, fd := range []int{specFD, errFD, ptyFD, mntFD, rootFD, cwdFD} {
 		unix.CloseOnExec(fd)
 	}
 	f := os.NewFile(specFD, "spec")
@@ -329,6 +340,138 @@ func pivotRoot(s *spec) error {
 // /dev/pts are mounts of their own and stay writable.
 func readOnlyRoot(*spec) error {
 	return makeReadOnly("/", false)
+}
+
+// enterBuildMounts joins the running build's mount namespace, root and
+// directory (spec.Attach). setns(CLONE_NEWNS) refuses a thread that
+// shares its fs_struct (root, cwd, umask) with others, as every Go
+// thread does; this one, which ends in execve, gets its own first.
+func enterBuildMounts(s *spec) error {
+	if !s.Attach {
+		return nil
+	}
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare CLONE_FS: %w", err)
+	}
+	if err := unix.Setns(mntFD, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("setns mount namespace: %w", err)
+	}
+	if err := unix.Fchdir(rootFD); err != nil {
+		return fmt.Errorf("fchdir to the build's root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot to the build's root: %w", err)
+	}
+	if len(s.Tools) > 0 {
+		if err := addTools(s.Tools); err != nil {
+			return err
+		}
+	}
+	if err := unix.Fchdir(cwdFD); err != nil {
+		return fmt.Errorf("fchdir to the builder's directory: %w", err)
+	}
+	for _, fd := range []int{mntFD, rootFD, cwdFD} {
+		unix.Close(fd)
+	}
+	return nil
+}
+
+// addTools shows the --with tools in a copy of the build's mount
+// namespace that only the attached command uses: the build's own
+// /nix/store directory and its files stay as they are. The copy's
+// /nix/store becomes a read-only tmpfs holding the entries the build's
+// has (each its own bind, so they stay live) and the tools (detached
+// mounts nbs cloned from the host's store). An entry the build creates
+// later in its /nix/store (an output not begun yet) is not seen here.
+func addTools(tools []string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare mount namespace: %w", err)
+	}
+	// Slave: the build's mounts still reach the copy, nothing of the
+	// copy reaches the build.
+	if err := mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return err
+	}
+	const store = "/nix/store"
+	entries, err := os.ReadDir(store)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		name, link string
+		fd         int
+		dir        bool
+	}
+	var keep []entry
+	for _, e := range entries {
+		p := store + "/" + e.Name()
+		if e.Type()&os.ModeSymlink != 0 {
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			keep = append(keep, entry{name: e.Name(), link: l, fd: -1})
+			continue
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, p, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+		if err != nil {
+			return fmt.Errorf("open_tree %s: %w", p, err)
+		}
+		keep = append(keep, entry{name: e.Name(), fd: fd, dir: e.IsDir()})
+	}
+	for i, t := range tools {
+		keep = append(keep, entry{name: filepath.Base(t), fd: toolFD + i, dir: true})
+	}
+	if err := mount("tmpfs", store, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1775"); err != nil {
+		return err
+	}
+	for _, e := range keep {
+		p := store + "/" + e.name
+		switch {
+		case e.fd < 0:
+			err = os.Symlink(e.link, p)
+		case e.dir:
+			err = os.Mkdir(p, 0o555)
+		default:
+			err = os.WriteFile(p, nil, 0o444)
+		}
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if e.fd >= 0 {
+			if err := unix.MoveMount(e.fd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return fmt.Errorf("move_mount %s: %w", p, err)
+			}
+			unix.Close(e.fd)
+		}
+	}
+	return makeReadOnly(store, false)
+}
+
+// findCommand looks Argv[0] up on the environment's PATH when it is a
+// bare name, as a shell would (nbs attach NAME make): inside the build's
+// root, where the command will run.
+func findCommand(s *spec) error {
+	if strings.Contains(s.Argv[0], "/") {
+		return nil
+	}
+	pathEnv := ""
+	for _, kv := range s.Env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, s.Argv[0])
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && unix.Access(p, unix.X_OK) == nil {
+			s.Argv[0] = p
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: not found in the build's PATH (%s)", s.Argv[0], pathEnv)
 }
 
 // setupTTY gives the command a terminal of its own: a pty from the

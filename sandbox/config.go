@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"syscall"
 
 	"github.com/nix-build-shell/nbs/sandbox/diff"
 )
@@ -41,11 +40,23 @@ type Config struct {
 	Log                   *slog.Logger
 }
 
-// SignalError says the sandbox was ended because nbs got a signal.
-type SignalError struct{ Signal syscall.Signal }
-
-func (e *SignalError) Error() string { return "interrupted by " + e.Signal.String() }
-
 // ErrUnreadable marks a kept directory the caller is not allowed to
 // read; `sudo nbs` is the way out.
 var ErrUnreadable = errors.New("kept build directory is not readable")
+
+// AttachConfig is one request to enter a running build.
+type AttachConfig struct {
+	Build Build
+	// Command runs in the build's sandbox; empty means an interactive
+	// shell.
+	Command []string
+	// With are store paths (or paths inside them) to add, with their
+	// closure, to the attached command's own copy of the build's mount
+	// namespace, their bin/ first in PATH; the build does not see them.
+	With                  []string
+	Stdin, Stdout, Stderr *os.File
+	Log                   *slog.Logger
+}
+
+// ErrBuildEnded says the build ended while nbs was attached to it.
+var ErrBuildEnded = errors.New("the build ended")

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 	"golang.org/x/sys/unix"
 )
@@ -37,37 +38,16 @@ func (e *setupError) Error() string { return "sandbox set-up step " + e.Step + "
 // set-up step). Without spec.TTY the child gets stdin, stdout and stderr
 // as they are.
 func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error) {
-	specR, specW, err := os.Pipe()
+	cp, err := newChildPipes(sp.TTY, stdin, stdout)
 	if err != nil {
 		return nil, err
 	}
-	defer specR.Close()
-	defer specW.Close()
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer errR.Close()
-	defer errW.Close()
+	defer cp.close()
+	specR, specW, errR, errW, ptyParent, ptyChild := cp.specR, cp.specW, cp.errR, cp.errW, cp.ptyParent, cp.ptyChild
+	stdin, stdout = cp.stdin, cp.stdout
 	extra := []*os.File{specR, errW}
-	var ptyParent, ptyChild *os.File
-	if sp.TTY {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("socketpair: %w", err)
-		}
-		ptyParent, ptyChild = os.NewFile(uintptr(fds[0]), "pty-parent"), os.NewFile(uintptr(fds[1]), "pty-child")
-		defer ptyParent.Close()
-		defer ptyChild.Close()
+	if ptyChild != nil {
 		extra = append(extra, ptyChild)
-		// The child replaces its stdio with the pty slave; until then
-		// it has nothing of the user's terminal.
-		devnull, err := os.Open(os.DevNull)
-		if err != nil {
-			return nil, err
-		}
-		defer devnull.Close()
-		stdin, stdout = devnull, devnull
 	}
 
 	// Inside, the sandbox user is 1000:100 as in Nix; an unsandboxed
@@ -159,6 +139,58 @@ func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error
 	return p, nil
 }
 
+// childPipes are the parent's ends and the child's of the sandbox
+// child's protocol: the spec (specFD), its failure report (errFD) and,
+// for a TTY, the socket the pty master comes back on (ptyFD).
+type childPipes struct {
+	specR, specW, errR, errW *os.File
+	ptyParent, ptyChild      *os.File // nil without a TTY
+	// stdin and stdout are what the child starts with: with a TTY
+	// /dev/null, since the child replaces its stdio with the pty slave
+	// and until then has nothing of the user's terminal.
+	stdin, stdout *os.File
+	all           []*os.File
+}
+
+func newChildPipes(tty bool, stdin, stdout *os.File) (*childPipes, error) {
+	cp := &childPipes{stdin: stdin, stdout: stdout}
+	var err error
+	if cp.specR, cp.specW, err = os.Pipe(); err != nil {
+		return nil, err
+	}
+	cp.all = append(cp.all, cp.specR, cp.specW)
+	if cp.errR, cp.errW, err = os.Pipe(); err != nil {
+		cp.close()
+		return nil, err
+	}
+	cp.all = append(cp.all, cp.errR, cp.errW)
+	if !tty {
+		return cp, nil
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		cp.close()
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	cp.ptyParent, cp.ptyChild = os.NewFile(uintptr(fds[0]), "pty-parent"), os.NewFile(uintptr(fds[1]), "pty-child")
+	cp.all = append(cp.all, cp.ptyParent, cp.ptyChild)
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		cp.close()
+		return nil, err
+	}
+	cp.all = append(cp.all, devnull)
+	cp.stdin, cp.stdout = devnull, devnull
+	return cp, nil
+}
+
+// close closes every end (closing one twice is harmless).
+func (cp *childPipes) close() {
+	for _, f := range cp.all {
+		f.Close()
+	}
+}
+
 // childFailure decodes the child's report of a failed set-up step.
 func childFailure(msg []byte) error {
 	var ce childError
@@ -235,10 +267,7 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
+		return interrupt.Status(ee.ProcessState), nil
 	}
 	return -1, err
 }

@@ -3,12 +3,9 @@ package sandbox
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"sync/atomic"
-	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 )
 
 // Enter copies the kept directory, runs the command (or an interactive
@@ -16,7 +13,7 @@ import (
 // changed in the copy, removes the copy (with Keep, returns its path
 // instead) and returns the command's exit status (128+N when it was
 // killed by signal N). SIGINT, SIGTERM and SIGHUP end the sandbox and
-// return a *SignalError.
+// return an *interrupt.Error.
 //
 // A session is four parts, each in a file of its own: prepare (read what
 // the build left, the sandbox user, the host's Nix), workspace (the work
@@ -30,8 +27,8 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	// First, so that a signal at any later point ends the session
 	// through the same clean-up.
-	ctx, interrupted, stopSignals := catchSignals(ctx)
-	defer stopSignals()
+	ctx, signals := interrupt.Catch(ctx)
+	defer signals.Stop()
 
 	// Prepare. The kept directory, its env-vars and --with are checked
 	// before anything is created: bad input leaves nothing behind.
@@ -57,7 +54,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	defer func() { keptCopy, err = ws.close(c.Keep, b.dir, err) }()
 	if err := ws.copy(ctx, b.dir, c.Progress, log); err != nil {
 		// A copy cut short by a signal reports the signal.
-		if ierr := interrupted(); ierr != nil {
+		if ierr := signals.Err(); ierr != nil {
 			return 0, "", ierr
 		}
 		return 0, "", err
@@ -76,14 +73,14 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 
 	// Run. A signal that came during the set-up ends the session before
 	// a sandbox is started; one that comes while it runs has killed it.
-	if ierr := interrupted(); ierr != nil {
+	if ierr := signals.Err(); ierr != nil {
 		return 0, "", ierr
 	}
 	status, err = run(ctx, s, u.ids, c.Stdin, c.Stdout, c.Stderr)
 	if err != nil {
 		return 0, "", err
 	}
-	if ierr := interrupted(); ierr != nil {
+	if ierr := signals.Err(); ierr != nil {
 		return 0, "", ierr
 	}
 	// Before the deferred clean-up removes the copy.
@@ -91,33 +88,4 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		reportChanges(b.dir, ws.dir.build(), ws.notCopied, c.Changed, log)
 	}
 	return status, "", nil
-}
-
-// catchSignals turns SIGINT, SIGTERM and SIGHUP into the end of ctx.
-// interrupted returns a *SignalError for the signal that came, nil while
-// none has; stop ends the catching and ctx.
-func catchSignals(ctx context.Context) (_ context.Context, interrupted func() error, stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	var got atomic.Int32 // the signal that ended the session, set once
-	go func() {
-		select {
-		case s := <-sigc:
-			got.Store(int32(s.(syscall.Signal)))
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	interrupted = func() error {
-		if sig := syscall.Signal(got.Load()); sig != 0 {
-			return &SignalError{Signal: sig}
-		}
-		return nil
-	}
-	stop = func() {
-		signal.Stop(sigc)
-		cancel()
-	}
-	return ctx, interrupted, stop
 }

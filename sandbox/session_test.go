@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 )
 
 // rcRun runs the interactive shell's start-up file with the host's bash,
@@ -54,7 +55,7 @@ func fakeBuild(t *testing.T, setup string) (rcConfig, string) {
 		"declare -x NIX_LOG_FD=\"2\"\n"
 	os.WriteFile(filepath.Join(dir, "env-vars"), []byte(env), 0o644)
 	return rcConfig{
-		load:        "source " + shQuote(filepath.Join(dir, "env-vars")),
+		load:        "source " + shquote.Quote(filepath.Join(dir, "env-vars")),
 		buildDir:    dir,
 		name:        "hello-1.0",
 		stdenvSetup: setupPath,
@@ -115,7 +116,7 @@ func TestInteractiveShellPlain(t *testing.T) {
 }
 
 func toolsPATHFor(bins []string) string {
-	return "export PATH=" + shQuote(strings.Join(bins, ":")) + `"${PATH:+:$PATH}"`
+	return "export PATH=" + shquote.Quote(strings.Join(bins, ":")) + `"${PATH:+:$PATH}"`
 }
 
 // TestStdenvSetup: the stdenv comes from env-vars or, for a

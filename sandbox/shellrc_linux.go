@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 )
 
 // loadCommand is the shell code that recreates the build's environment:
@@ -15,9 +16,9 @@ import (
 // .attrs.sh, the way nixpkgs' builders read it (NIX-SANDBOX-HISTORY.md
 // §7): the attributes first, then env-vars, which reflects later state.
 func loadCommand(hostBuildDir, buildDir string) string {
-	load := "source " + shQuote(path.Join(buildDir, "env-vars"))
+	load := "source " + shquote.Quote(path.Join(buildDir, "env-vars"))
 	if _, err := os.Lstat(filepath.Join(hostBuildDir, ".attrs.sh")); err == nil {
-		load = "source " + shQuote(path.Join(buildDir, ".attrs.sh")) + "; " + load
+		load = "source " + shquote.Quote(path.Join(buildDir, ".attrs.sh")) + "; " + load
 	}
 	return load
 }
@@ -55,7 +56,7 @@ func interactiveShell(c rcConfig) ([]string, string) {
 	}
 	var rc strings.Builder
 	rc.WriteString(c.environment(true))
-	rc.WriteString("PS1=" + shQuote(prompt) + "\n")
+	rc.WriteString("PS1=" + shquote.Quote(prompt) + "\n")
 	rc.WriteString("exec 3<&-\n")
 	return []string{c.shell, "--rcfile", "/dev/fd/3", "-i"}, rc.String()
 }
@@ -83,7 +84,7 @@ func command(c rcConfig, argv []string) []string {
 	if c.tools != "" {
 		pre += "; " + c.tools
 	}
-	pre += "; PWD=" + shQuote(c.buildDir)
+	pre += "; PWD=" + shquote.Quote(c.buildDir)
 	return append([]string{c.shell, "-c", pre + `; exec "$@"`, "--"}, argv...)
 }
 
@@ -119,8 +120,8 @@ func (c rcConfig) environment(interactive bool) string {
 	var b strings.Builder
 	b.WriteString(c.load + "\n")
 	if c.stdenvSetup != "" {
-		setup := shQuote(c.stdenvSetup)
-		top := shQuote(c.buildDir)
+		setup := shquote.Quote(c.stdenvSetup)
+		top := shquote.Quote(c.buildDir)
 		b.WriteString("__nbsPhaseDir=$PWD\n")
 		fmt.Fprintf(&b, "( cd %s || exit; noDumpEnvVars=1; source %s; trap - EXIT ) >/dev/null 2>&1\n", top, setup)
 		b.WriteString("if [ \"$?\" = 0 ]; then\n")
@@ -128,12 +129,12 @@ func (c rcConfig) environment(interactive bool) string {
 		b.WriteString("trap - EXIT\nset +e +u\nshopt -u nullglob\n")
 		b.WriteString(c.load + "\n")
 		b.WriteString(stdenvCommands)
-		fmt.Fprintf(&b, "__nbsFailedPhase=%s __nbsTop=%s\n", shQuote(c.failedPhase), top)
+		fmt.Fprintf(&b, "__nbsFailedPhase=%s __nbsTop=%s\n", shquote.Quote(c.failedPhase), top)
 		if interactive {
 			b.WriteString("__nbsHint\n")
 		}
 		b.WriteString("else\n")
-		fmt.Fprintf(&b, "echo %s >&2\n", shQuote("nbs: warning: sourcing "+c.stdenvSetup+" fails here, so stdenv's functions are not loaded (source it to see why)"))
+		fmt.Fprintf(&b, "echo %s >&2\n", shquote.Quote("nbs: warning: sourcing "+c.stdenvSetup+" fails here, so stdenv's functions are not loaded (source it to see why)"))
 		b.WriteString("fi\n")
 		b.WriteString("PWD=$__nbsPhaseDir\n")
 	}
@@ -145,7 +146,7 @@ func (c rcConfig) environment(interactive bool) string {
 	// when the derivation names one, else in the build directory.
 	// cd sets OLDPWD, which env-vars gave the build's value.
 	b.WriteString(`if [ -n "${OLDPWD+set}" ]; then __nbsOLDPWD=$OLDPWD; fi` + "\n")
-	b.WriteString(`cd -- "$PWD" 2>/dev/null || { [ -n "${sourceRoot-}" ] && cd -- "$sourceRoot"; } 2>/dev/null || cd ` + shQuote(c.buildDir) + "\n")
+	b.WriteString(`cd -- "$PWD" 2>/dev/null || { [ -n "${sourceRoot-}" ] && cd -- "$sourceRoot"; } 2>/dev/null || cd ` + shquote.Quote(c.buildDir) + "\n")
 	b.WriteString(`if [ -n "${__nbsOLDPWD+set}" ]; then OLDPWD=$__nbsOLDPWD; unset __nbsOLDPWD; fi` + "\n")
 	return b.String()
 }
@@ -324,9 +325,4 @@ func promptName(drv string, v buildVars) string {
 		return nix.DrvName(drv)
 	}
 	return "sandbox"
-}
-
-// shQuote quotes s for a POSIX shell.
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

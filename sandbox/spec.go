@@ -34,6 +34,16 @@ type spec struct {
 	// "/"), the caller's own ids.
 	Unsandboxed bool `json:"unsandboxed,omitempty"`
 
+	// Attach: the child is already inside a running build (Attach in
+	// attach_linux.go joined its namespaces and root); it only sets up
+	// the terminal and the per-process state, and finds Argv[0] on the
+	// build's PATH.
+	Attach bool `json:"attach,omitempty"`
+	// Tools (Attach only) are store paths to add to a private copy of
+	// the build's mount namespace, their detached mounts on toolFD,
+	// toolFD+1, … in this order (nbs attach --with).
+	Tools []string `json:"tools,omitempty"`
+
 	// TTY makes the child open a pty in the sandbox's own devpts, send
 	// the master to the parent and use the slave as its controlling
 	// terminal and stdio.

@@ -73,7 +73,7 @@ func sandboxArgv(c Config, b *keptBuild, log *slog.Logger) ([]string, string) {
 		tools:    toolsPATH(b.tools),
 		buildDir: b.sandboxDir,
 		name:     promptName(b.drvPath, b.vars),
-		color:    os.Getenv("NO_COLOR") == "",
+		color:    !term.NoColor(),
 	}
 	if len(b.tools) > 0 {
 		log.Debug("tools added to the sandbox and PATH", "paths", strings.Join(b.tools, " "))

@@ -23,3 +23,12 @@ func ChildMain() { os.Exit(127) }
 func Enter(ctx context.Context, c Config) (int, string, error) {
 	return 0, "", errUnsupported
 }
+
+// RunningBuilds finds no builds where there is no sandbox.
+func RunningBuilds() ([]Build, error) { return nil, errUnsupported }
+
+// Attach cannot enter a build on this system.
+func Attach(ctx context.Context, c AttachConfig) (int, error) { return 0, errUnsupported }
+
+// CanAttach is false where there is no sandbox.
+func CanAttach() bool { return false }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 )
 
 // toolPaths turns Config.With into the store paths to add: each entry
@@ -50,5 +51,5 @@ func toolsPATH(paths []string) string {
 	if len(bins) == 0 {
 		return ""
 	}
-	return "export PATH=" + shQuote(strings.Join(bins, ":")) + `"${PATH:+:$PATH}"`
+	return "export PATH=" + shquote.Quote(strings.Join(bins, ":")) + `"${PATH:+:$PATH}"`
 }

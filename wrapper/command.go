@@ -41,7 +41,7 @@ func Command(program string, userArgs []string, host *nix.Host, log *slog.Logger
 		program = DefaultProgram(userArgs)
 	}
 	if log == nil {
-		log = slog.Default()
+		log = discard
 	}
 	inv := Invocation{Program: program, Args: buildArgs(program, userArgs)}
 	c := readArgs(syntaxOf(program), userArgs)

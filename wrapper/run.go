@@ -10,9 +10,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
@@ -28,17 +30,22 @@ type Options struct {
 	// WatchDirs are build-dir roots to watch for new build directories
 	// (fallback discovery); see DefaultWatchDirs.
 	WatchDirs []string
+	// Log gets the trace of the run (debug); nil logs nothing.
+	Log *slog.Logger
 }
 
 // Result is how the build went.
 type Result struct {
 	ExitCode int       // nix-build's exit status (128+N if killed by signal N)
 	Failures []Failure // from the log scanner, cross-checked with the watcher
-	// Unmatched are kept directories the log named but could not tie to
-	// a derivation (Scanner.Unmatched).
+	// Unmatched are kept directories the log named but that neither the
+	// log nor the watcher could tie to a derivation (Scanner.Unmatched).
 	Unmatched []string
 	Signal    os.Signal // non-nil if nbs got SIGINT/SIGTERM/SIGHUP during the build (forwarded to nix-build)
 }
+
+// discard is the logger of a caller that gave none.
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 const (
 	// killGrace is how long nix-build has to stop after a forwarded signal
@@ -58,8 +65,10 @@ const (
 // terminal reaches it directly. Meanwhile nbs catches SIGINT, SIGTERM and
 // SIGHUP, passes each on to nix-build (needed when it came from kill(1);
 // a second SIGINT is harmless to Nix, which only sets its interrupt flag),
-// waits for it to exit, SIGKILLs it after killGrace, and reports the signal
-// in Result.Signal. The end of ctx stops nix-build the same way (SIGTERM).
+// waits for it to exit, SIGKILLs it after killGrace, and reports the first
+// signal in Result.Signal; a signal that comes before nix-build has started
+// means it never starts. The end of ctx stops nix-build the same way
+// (SIGTERM).
 //
 // stdout goes to nix-build directly. stderr is copied through as it is
 // read, byte for byte, while the scanner reads the same bytes. When
@@ -69,6 +78,10 @@ const (
 // written to the terminal itself.
 func Run(ctx context.Context, opts Options) (Result, error) {
 	res := Result{ExitCode: -1}
+	log := opts.Log
+	if log == nil {
+		log = discard
+	}
 	path, err := exec.LookPath(opts.Program)
 	if err != nil {
 		return res, fmt.Errorf("find %s: %w", opts.Program, err)
@@ -85,29 +98,33 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	r, w, resize, err := stderrFor(stderr)
+	r, w, resize, err := stderrFor(stderr, log)
 	if err != nil {
 		return res, fmt.Errorf("set up stderr for %s: %w", opts.Program, err)
 	}
 	defer r.Close()
 	cmd.Stderr = w
 
-	watch := startWatch(opts.WatchDirs)
+	watch := startWatch(opts.WatchDirs, log)
 	defer watch.stop()
 
 	// Catch the signals before nix-build exists, so none can kill nbs and
 	// leave it running.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	_, signals := interrupt.Catch(context.Background())
+	defer signals.Stop()
 	winch := make(chan os.Signal, 1)
 	if resize != nil {
 		signal.Notify(winch, syscall.SIGWINCH)
 		defer signal.Stop(winch)
 	}
 
-	if err := cmd.Start(); err != nil {
+	if err := signals.Start(cmd, 0); err != nil {
 		w.Close()
+		var ie *interrupt.Error
+		if errors.As(err, &ie) { // nix-build never ran
+			res.Signal = ie.Signal
+			return res, nil
+		}
 		return res, fmt.Errorf("start %s: %w", opts.Program, err)
 	}
 	w.Close() // nix-build has its own copy; EOF when it (and its children) close theirs
@@ -115,56 +132,66 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	scanner := NewScanner()
 	copied := make(chan struct{})
 	go func() {
-		copyStream(r, stderr, scanner)
+		copyStream(r, stderr, scanner, log)
 		close(copied)
 	}()
 
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	var kill <-chan time.Time
-	done := ctx.Done()
-	stop := func(sig os.Signal) {
-		if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			slog.Debug("signal nix-build", "signal", sig, "err", err)
-		}
+	grace := func() {
 		if kill == nil {
 			kill = time.After(killGrace)
 		}
 	}
+	done, interrupted := ctx.Done(), signals.Interrupted()
 wait:
 	for {
 		select {
 		case <-waited:
 			break wait
-		case sig := <-sigs:
-			if res.Signal == nil {
-				res.Signal = sig
-			}
-			stop(sig)
+		case <-interrupted: // signals has passed it on to nix-build
+			interrupted = nil
+			res.Signal = signals.Signal()
+			grace()
 		case <-done:
 			done = nil
-			stop(syscall.SIGTERM)
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				log.Debug("signal nix-build", "signal", syscall.SIGTERM, "err", err)
+			}
+			grace()
 		case <-kill:
-			slog.Debug("nix-build did not stop; killing it", "pid", cmd.Process.Pid)
+			log.Debug("nix-build did not stop; killing it", "pid", cmd.Process.Pid)
 			cmd.Process.Kill()
 		case <-winch:
 			resize()
 		}
 	}
-	res.ExitCode = exitCode(cmd.ProcessState)
+	res.ExitCode = interrupt.Status(cmd.ProcessState)
 
 	// Read what is left; a process nix-build left behind must not keep
 	// nbs waiting.
 	if err := r.SetReadDeadline(time.Now().Add(drainWait)); err != nil {
-		slog.Debug("stderr read deadline", "err", err)
+		log.Debug("stderr read deadline", "err", err)
 	}
 	<-copied
 
 	created := watch.stop()
 	res.Failures = scanner.Failures()
-	res.Unmatched = scanner.Unmatched()
-	crossCheck(res.Failures, created)
+	crossCheck(res.Failures, created, log)
+	res.Unmatched = untied(scanner.Unmatched(), res.Failures)
 	return res, nil
+}
+
+// untied are the dirs that none of fails has as its kept directory.
+func untied(dirs []string, fails []Failure) []string {
+	var out []string
+	for _, d := range dirs {
+		if !slices.ContainsFunc(fails, func(f Failure) bool { return f.Builder == "" && filepath.Clean(f.KeptDir) == filepath.Clean(d) }) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // copyStream copies r to w as it reads, each chunk as soon as it arrives
@@ -172,7 +199,7 @@ wait:
 // scan the same bytes in parallel. It returns at EOF or a read error (EIO
 // from a pty whose other side is closed, a deadline); a failing w does
 // not stop the reading, so nix-build never blocks on a full pipe.
-func copyStream(r io.Reader, w io.Writer, s *Scanner) {
+func copyStream(r io.Reader, w io.Writer, s *Scanner, log *slog.Logger) {
 	chunks := make(chan []byte, 64)
 	scanned := make(chan struct{})
 	go func() {
@@ -189,7 +216,7 @@ func copyStream(r io.Reader, w io.Writer, s *Scanner) {
 		if n > 0 {
 			if wok {
 				if _, werr := w.Write(buf[:n]); werr != nil {
-					slog.Debug("copy nix-build's stderr", "err", werr)
+					log.Debug("copy nix-build's stderr", "err", werr)
 					wok = false
 				}
 			}
@@ -197,7 +224,7 @@ func copyStream(r io.Reader, w io.Writer, s *Scanner) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.EIO) {
-				slog.Debug("read nix-build's stderr", "err", err)
+				log.Debug("read nix-build's stderr", "err", err)
 			}
 			break
 		}
@@ -209,7 +236,7 @@ func copyStream(r io.Reader, w io.Writer, s *Scanner) {
 // stderrFor makes nix-build's stderr: a pty when out is a terminal (and
 // this is Linux), else a pipe. r is nbs's end, w nix-build's; resize, when
 // not nil, copies out's window size to the pty again.
-func stderrFor(out io.Writer) (r, w *os.File, resize func(), err error) {
+func stderrFor(out io.Writer, log *slog.Logger) (r, w *os.File, resize func(), err error) {
 	if f, ok := out.(*os.File); ok && term.IsTerminal(f) {
 		r, w, err := openPTY()
 		if err == nil {
@@ -217,20 +244,10 @@ func stderrFor(out io.Writer) (r, w *os.File, resize func(), err error) {
 			resize()
 			return r, w, resize, nil
 		}
-		slog.Debug("no pty for nix-build's stderr; using a pipe", "err", err)
+		log.Debug("no pty for nix-build's stderr; using a pipe", "err", err)
 	}
 	r, w, err = os.Pipe()
 	return r, w, nil, err
-}
-
-func exitCode(ps *os.ProcessState) int {
-	if ps == nil {
-		return -1
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }
 
 // DefaultWatchDirs returns the build-dir roots worth watching, existing

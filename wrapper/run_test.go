@@ -139,7 +139,7 @@ func TestCopyStream(t *testing.T) {
 	s := NewScanner()
 	done := make(chan struct{})
 	go func() {
-		copyStream(pr, out, s)
+		copyStream(pr, out, s, discard)
 		close(done)
 	}()
 
@@ -182,7 +182,7 @@ func TestCopyStream(t *testing.T) {
 func TestCopyStreamWriterFails(t *testing.T) {
 	s := NewScanner()
 	in := strings.NewReader("note: keeping build directory '/tmp/nix-build-a.drv-0'\nerror: builder for '/nix/store/sh0ijqpwi21125p4h52m9fanhvdpakkb-a.drv' failed with exit code 2\n")
-	copyStream(in, failWriter{}, s)
+	copyStream(in, failWriter{}, s, discard)
 	if len(s.Failures()) != 1 {
 		t.Errorf("a failing writer stopped the scan: %+v", s.Failures())
 	}
@@ -387,7 +387,7 @@ func TestCrossCheck(t *testing.T) {
 		{Drv: rem, Builder: "ssh://h", ExitCode: 4}, // remote: never a local dir
 		{Drv: "/nix/store/q2vwc7r7m0b3zj8zx8y1n8ck1mz3a2r0-gone.drv", ExitCode: 5},
 	}
-	crossCheck(fails, created)
+	crossCheck(fails, created, discard)
 	want := []string{fooDir, barDir, "", "", ""}
 	for i, f := range fails {
 		if f.KeptDir != want[i] {
@@ -400,7 +400,7 @@ func TestCrossCheck(t *testing.T) {
 	b := "/nix/store/vrhbsqyv4853052b7jnfqg816lb16hqk-b.drv"
 	dirA, dirB := mk("nix-1-1/build", "a"), mk("nix-1-2/build", "b")
 	fails = []Failure{{Drv: a, KeptDir: dirB}, {Drv: b, KeptDir: dirA}}
-	crossCheck(fails, nil)
+	crossCheck(fails, nil, discard)
 	if fails[0].KeptDir != dirA || fails[1].KeptDir != dirB {
 		t.Errorf("not swapped: %+v", fails)
 	}
@@ -447,7 +447,7 @@ func TestEnvName(t *testing.T) {
 func TestWatcher(t *testing.T) {
 	root := t.TempDir()
 	os.Mkdir(filepath.Join(root, "nix-build-old.drv-0"), 0o755)
-	wa := startWatch([]string{root + "/", filepath.Join(root, "missing")})
+	wa := startWatch([]string{root + "/", filepath.Join(root, "missing")}, discard)
 	for _, n := range []string{"nix-build-a.drv-0", "unrelated", "nix-7-8", "nix-build-gone.drv-0"} {
 		os.Mkdir(filepath.Join(root, n), 0o755)
 	}
@@ -701,5 +701,19 @@ func TestRunNixTerminal(t *testing.T) {
 	}
 	if !strings.Contains(shown.String(), "\x1b[31;1merror:") {
 		t.Errorf("no colour: Nix did not see a terminal")
+	}
+}
+
+// TestUntied: a kept directory the watcher tied to a failure is no longer
+// reported as unmatched; a remote failure's directory of the same name
+// is another machine's.
+func TestUntied(t *testing.T) {
+	fails := []Failure{
+		{Drv: "/nix/store/a-x.drv", KeptDir: "/tmp/nix-build-x.drv-0/"},
+		{Drv: "/nix/store/b-y.drv", KeptDir: "/tmp/nix-build-y.drv-0", Builder: "ssh://b"},
+	}
+	got := untied([]string{"/tmp/nix-build-x.drv-0", "/tmp/nix-build-y.drv-0", "/tmp/nix-1-2"}, fails)
+	if strings.Join(got, " ") != "/tmp/nix-build-y.drv-0 /tmp/nix-1-2" {
+		t.Errorf("untied = %q", got)
 	}
 }

@@ -27,6 +27,7 @@ import (
 // inotify queue overflow), which is enough here since only directories
 // still there at the end matter.
 type watcher struct {
+	log     *slog.Logger
 	w       *fsnotify.Watcher
 	dirs    []string        // the roots that could be watched
 	before  map[string]bool // build directories there at the start
@@ -50,22 +51,22 @@ func isBuildTop(p string) bool {
 
 // startWatch watches the existing dirs. It never fails: without inotify
 // (or with none of the dirs) the fallback just finds nothing.
-func startWatch(dirs []string) *watcher {
-	wa := &watcher{done: make(chan struct{}), seen: map[string]bool{}, before: map[string]bool{}}
+func startWatch(dirs []string, log *slog.Logger) *watcher {
+	wa := &watcher{log: log, done: make(chan struct{}), seen: map[string]bool{}, before: map[string]bool{}}
 	if len(dirs) == 0 {
 		close(wa.done)
 		return wa
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		slog.Debug("watch build dirs", "err", err)
+		log.Debug("watch build dirs", "err", err)
 		close(wa.done)
 		return wa
 	}
 	for _, d := range dirs {
 		d = filepath.Clean(d)
 		if err := w.Add(d); err != nil {
-			slog.Debug("watch build dir", "dir", d, "err", err)
+			log.Debug("watch build dir", "dir", d, "err", err)
 			continue
 		}
 		wa.dirs = append(wa.dirs, d)
@@ -98,7 +99,7 @@ func (wa *watcher) loop() {
 			if !ok {
 				return
 			}
-			slog.Debug("watch build dirs", "err", err)
+			wa.log.Debug("watch build dirs", "err", err)
 		}
 	}
 }
@@ -165,7 +166,7 @@ func listBuildDirs(dir string) []string {
 //   - A note of Nix 2.30+ names no derivation, so the scanner may have
 //     given two nameless notes to the wrong two derivations (parallel
 //     builds); where env-vars says so, their directories are swapped.
-func crossCheck(fails []Failure, created []string) {
+func crossCheck(fails []Failure, created []string, log *slog.Logger) {
 	used := map[string]bool{}
 	for _, f := range fails {
 		if f.Builder == "" && f.KeptDir != "" {
@@ -204,7 +205,7 @@ func crossCheck(fails []Failure, created []string) {
 			}
 		}
 		if len(found) == 1 {
-			slog.Debug("build directory found by watching", "drv", f.Drv, "dir", found[0])
+			log.Debug("build directory found by watching", "drv", f.Drv, "dir", found[0])
 			f.KeptDir = found[0]
 			used[found[0]] = true
 		}
@@ -224,7 +225,7 @@ func crossCheck(fails []Failure, created []string) {
 		}
 		for j := range fails {
 			if j != i && names[j] == want && names[j] != nix.DrvName(fails[j].Drv) {
-				slog.Debug("build directories swapped by env-vars", "a", fails[i].Drv, "b", fails[j].Drv)
+				log.Debug("build directories swapped by env-vars", "a", fails[i].Drv, "b", fails[j].Drv)
 				fails[i].KeptDir, fails[j].KeptDir = fails[j].KeptDir, fails[i].KeptDir
 				names[i], names[j] = names[j], names[i]
 				break

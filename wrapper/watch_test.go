@@ -19,7 +19,7 @@ func TestWatcherLayouts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wa := startWatch([]string{tmp, lix})
+	wa := startWatch([]string{tmp, lix}, discard)
 	want := []string{
 		filepath.Join(tmp, "nix-build-a.drv-0"),
 		filepath.Join(tmp, "nix-build-b.drv-1234-5"),
@@ -56,7 +56,7 @@ func TestCrossCheckLayouts(t *testing.T) {
 	bazDir := mk("builds/nix-12-4/build", "baz")
 	created := []string{filepath.Dir(fooDir), filepath.Join(root, "b/0aaa"), barTop, filepath.Dir(bazDir)}
 	fails := []Failure{{Drv: foo, ExitCode: 1}, {Drv: bar, ExitCode: 2}, {Drv: baz, ExitCode: 3}}
-	crossCheck(fails, created)
+	crossCheck(fails, created, discard)
 	for i, want := range []string{fooDir, barTop, bazDir} {
 		if fails[i].KeptDir != want {
 			t.Errorf("%s: KeptDir %q, want %q", fails[i].Drv, fails[i].KeptDir, want)
@@ -67,7 +67,7 @@ func TestCrossCheckLayouts(t *testing.T) {
 	// env-vars in b/.
 	dirFoo, dirBar := filepath.Dir(mk("b/1aaa/b", "foo")), filepath.Dir(mk("b/1bbb/b", "bar"))
 	fails = []Failure{{Drv: foo, KeptDir: dirBar}, {Drv: bar, KeptDir: dirFoo}}
-	crossCheck(fails, nil)
+	crossCheck(fails, nil, discard)
 	if fails[0].KeptDir != dirFoo || fails[1].KeptDir != dirBar {
 		t.Errorf("not swapped: %+v", fails)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/nix-build-shell/nbs/wrapper/remote"
@@ -34,14 +36,25 @@ type BuildOptions struct {
 	With []string
 }
 
-const buildLong = `Run nix-build with --keep-failed added, show its log unchanged and, when a
+// buildLong is what --help says; buildManual adds, in the manual page
+// only, how the program is chosen and how remote builders keep their
+// directory.
+const (
+	buildLong = `Run nix-build with --keep-failed added, show its log unchanged and, when a
 build fails, enter the sandbox of the failed build (see 'nbs shell').
 
-Every argument after nbs's own flags goes to nix-build verbatim: -A, --arg,
--I, --option, -j, --keep-going, several files. nbs's flags must come
-first.
+nbs's own flags come first; every argument after them goes to nix-build
+verbatim: -A, --arg, -I, --option, -j, --keep-going, several files. A
+flake reference (.#hello, github:…) or -f runs 'nix build' instead.
 
-Outcome:
+When a build fails, nbs enters its sandbox on a terminal (then exits with
+nix-build's status), runs CMD there under --run (and exits with CMD's
+status), and otherwise prints the 'nbs shell' command that enters it
+later. A build that failed on an ssh:// or ssh-ng:// builder is entered on
+that builder. Ctrl-C stops nix-build; nbs exits 130.`
+	buildMore = `How nix build is chosen and how remote builders keep their directory:
+nbs man | man -l -`
+	buildManual = `Outcome:
   success            nix-build's output and exit status, the result link
   failure, terminal  one line saying what failed and where, then an
                      interactive shell in its sandbox; nbs then exits with
@@ -83,13 +96,16 @@ nix-daemon (others' builders setting is ignored by the daemon). When a
 builder still keeps nothing (a nix-daemon on an ssh-ng:// builder ignores
 the option), nbs says what to set there: keep-failed = true in the
 builder's nix.conf.`
+)
 
-func newCmdBuild(f *Factory, runF func(*BuildOptions) error) *cobra.Command {
+func newCmdBuild(f *Factory) *cobra.Command {
 	opts := &BuildOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "build [--run CMD] [--no-shell] [--with TOOL] [--nix-build PATH] NIX-BUILD-ARGS...",
 		Short: "Run nix-build and enter the sandbox of a build that fails",
-		Long:  buildLong,
+		Long:  buildLong + "\n\n" + buildMore,
+		// The manual page has the details instead of the pointer to it.
+		Annotations: map[string]string{manText: buildLong + "\n\n" + buildManual},
 		Example: `  nbs build ./nix/wttr/default.nix
   nbs build -A hello '<nixpkgs>'
   nbs build --run 'ls /build; make -C /build/source' ./default.nix
@@ -107,9 +123,6 @@ func newCmdBuild(f *Factory, runF func(*BuildOptions) error) *cobra.Command {
 			}
 			if help {
 				return cmd.Help()
-			}
-			if runF != nil {
-				return runF(opts)
 			}
 			return buildRun(cmd, opts)
 		},
@@ -193,17 +206,14 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		Stdout:    f.Stdout,
 		Stderr:    f.Stderr,
 		WatchDirs: wrapper.DefaultWatchDirs(""),
+		Log:       f.Log(),
 	})
 	if err != nil {
 		return &hintError{err, "install Nix, or name the program with --nix-build PATH"}
 	}
 	if res.Signal != nil {
 		fmt.Fprintf(f.Stderr, "nbs: interrupted; %s stopped\n", program)
-		code := 130
-		if s, ok := res.Signal.(syscall.Signal); ok {
-			code = 128 + int(s)
-		}
-		return &exitStatus{code}
+		return &exitStatus{interrupt.ExitCode(res.Signal)}
 	}
 	if res.ExitCode == 0 {
 		return &exitStatus{0}
@@ -224,6 +234,9 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 			kept = append(kept, fl)
 		}
 	}
+	for _, d := range res.Unmatched {
+		fmt.Fprintf(f.Stderr, "nbs: Nix kept %s for a build its log does not name\n  enter it with: nbs shell %s\n", d, shquote.Paste(d))
+	}
 	if len(kept) == 0 {
 		// nix-build's own error (evaluation, missing file…) is in its
 		// log already.
@@ -235,11 +248,11 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	interactive := opts.Run == "" && terminal.IsTerminal(f.Stdin) && terminal.IsTerminal(f.Stdout)
 	enter := !opts.NoShell && (opts.Run != "" || interactive)
 	for i, fl := range kept {
-		where, enterCmd := "", "nbs shell "+shellQuote(fl.KeptDir)
+		where, enterCmd := "", "nbs shell "+shquote.Paste(fl.KeptDir)
 		if fl.Builder != "" {
 			b := builderFor(fl.Builder, builders)
 			where = " on " + b.URI
-			enterCmd = "nbs shell --remote " + shellQuote(remoteURI(b)) + " " + shellQuote(fl.KeptDir)
+			enterCmd = "nbs shell --remote " + shquote.Paste(remote.URI(b)) + " " + shquote.Paste(fl.KeptDir)
 		}
 		what := fmt.Sprintf("nbs: %s failed%s%s; kept in %s", nix.DrvName(fl.Drv), where, exitText(fl.ExitCode), fl.KeptDir)
 		if i == 0 && enter {
@@ -279,21 +292,12 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		}
 		return err
 	}
-	status, _, err := sandbox.Enter(ctx, sandbox.Config{
-		Dir:      first.KeptDir,
-		Script:   opts.Run,
-		Drv:      first.Drv,
-		With:     with,
-		Stdin:    f.Stdin,
-		Stdout:   f.Stdout,
-		Stderr:   f.Stderr,
-		Log:      f.Log(),
-		Progress: newCopyProgress(f.Stderr),
-		Changed:  printChanged(f),
+	status, _, err := enterLocal(ctx, f, sandbox.Config{
+		Dir:    first.KeptDir,
+		Script: opts.Run,
+		Drv:    first.Drv,
+		With:   with,
 	})
-	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo " + sudoShell(opts.Run, first.KeptDir, nil)}
-	}
 	if err != nil {
 		return err
 	}
@@ -341,7 +345,7 @@ func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, buil
 	if !known {
 		return 0, &hintError{
 			fmt.Errorf("the log says %s failed on %s, which is not one of this build's builders (--builders or the builders setting); nbs does not connect to it", nix.DrvName(fl.Drv), fl.Builder),
-			"if you trust that machine, enter it with: nbs shell --remote " + shellQuote(fl.Builder) + " " + shellQuote(fl.KeptDir),
+			"if you trust that machine, enter it with: nbs shell --remote " + shquote.Paste(fl.Builder) + " " + shquote.Paste(fl.KeptDir),
 		}
 	}
 	b := builderFor(fl.Builder, builders)
@@ -375,7 +379,7 @@ func notKeptReason(fl wrapper.Failure, b wrapper.Builder, why wrapper.NotKept) s
 	case wrapper.KeepFailedOff:
 		return "keep-failed is off (--no-keep-failed or --option keep-failed false)"
 	case wrapper.KeptSomewhere:
-		return "Nix says it kept it there but not where; look for the newest directory in the builder's build-dir (nix-build-* in its /tmp) and enter it with nbs shell --remote " + shellQuote(fl.Builder) + " DIR"
+		return "Nix says it kept it there but not where; look for the newest directory in the builder's build-dir (nix-build-* in its /tmp) and enter it with nbs shell --remote " + shquote.Paste(fl.Builder) + " DIR"
 	case wrapper.DaemonIgnored:
 		return "its nix-daemon --stdio hands builds to a nix-daemon running there, which ignores options from the connection; set keep-failed = true in the builder's nix.conf (and restart its nix-daemon), or use the builder as ssh://" + strings.TrimPrefix(b.URI, "ssh-ng://") + ", whose keep-failed reaches that daemon"
 	case wrapper.BuilderIgnored:
@@ -392,12 +396,4 @@ func exitText(code int) string {
 		return ""
 	}
 	return fmt.Sprintf(" (builder exit %d)", code)
-}
-
-// shellQuote quotes s for pasting into a shell, only when it needs it.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:@%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

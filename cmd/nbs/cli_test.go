@@ -339,3 +339,23 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildHelpShort: nbs build --help says what a user needs; the
+// details (the rewritten remote-program URIs, how nix build is chosen)
+// are in the manual page, which --help points to.
+func TestBuildHelpShort(t *testing.T) {
+	help, _, _ := cliRun(t, "build", "--help")
+	long, _, _ := strings.Cut(help, "\nUsage:")
+	if n := strings.Count(long, "\n"); n > 20 || strings.Contains(long, "remote-program") || !strings.Contains(long, "nbs man") {
+		t.Errorf("nbs build --help: %d lines before Usage, or rewritten URIs, or no pointer to nbs man:\n%s", n, long)
+	}
+	man, _, _ := cliRun(t, "man")
+	for _, want := range []string{"remote\\-program=nix\\-daemon", "\\-\\-extra\\-experimental\\-features", "several failures"} {
+		if !strings.Contains(man, want) {
+			t.Errorf("man page lacks %q", want)
+		}
+	}
+	if strings.Contains(man, "man \\-l") && strings.Contains(man, "How nix build is chosen") {
+		t.Error("man page points to itself")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/spf13/cobra"
 )
@@ -28,7 +29,7 @@ type DiffOptions struct {
 	Stat      bool
 }
 
-func newCmdDiff(f *Factory, runF func(*DiffOptions) error) *cobra.Command {
+func newCmdDiff(f *Factory) *cobra.Command {
 	opts := &DiffOptions{f: f, CopyBases: defaultCopyBases()}
 	cmd := &cobra.Command{
 		Use:   "diff [--stat] DIR [COPY]",
@@ -51,7 +52,7 @@ Files whose modification time is unchanged count as unchanged (the copy
 keeps the times), so comparing a big build directory reads only the files
 the sandbox touched. --stat prints only the changed paths, one a line,
 with A (added), D (removed) or M (changed). Output on a terminal is
-colored unless NO_COLOR is set.`,
+colored unless NO_COLOR is set (and not empty).`,
 		Example: `  nbs shell --keep /tmp/nix-build-wttr.drv-0   # fix it, exit
   nbs diff /tmp/nix-build-wttr.drv-0
   nbs diff /tmp/nix-build-wttr.drv-0 > fix.patch
@@ -71,9 +72,6 @@ colored unless NO_COLOR is set.`,
 			opts.Dir = args[0]
 			if len(args) == 2 {
 				opts.Copy = args[1]
-			}
-			if runF != nil {
-				return runF(opts)
 			}
 			return diffRun(opts)
 		},
@@ -107,7 +105,7 @@ func diffRun(opts *DiffOptions) error {
 		}
 		if !found {
 			return &hintError{fmt.Errorf("diff: no kept copy of %s in %s", origin, strings.Join(opts.CopyBases, " or ")),
-				"keep one with: nbs shell --keep " + shellQuote(opts.Dir) + " (or name it: nbs diff DIR COPY)"}
+				"keep one with: nbs shell --keep " + shquote.Paste(opts.Dir) + " (or name it: nbs diff DIR COPY)"}
 		}
 	}
 	f.Log().Debug("comparing", "kept", kept, "copy", cp.Dir)
@@ -120,7 +118,7 @@ func diffRun(opts *DiffOptions) error {
 		}
 	}
 	if errors.Is(err, fs.ErrPermission) {
-		return &hintError{err, "run it as root to read the files of Nix's build user: sudo nbs diff " + shellQuote(opts.Dir)}
+		return &hintError{err, "run it as root to read the files of Nix's build user: sudo nbs diff " + shquote.Paste(opts.Dir)}
 	}
 	return err
 }
@@ -139,7 +137,7 @@ func writeStat(w io.Writer, changes []diff.Change) error {
 
 // writeDiff writes the patch, colored like git's on a terminal.
 func writeDiff(out *os.File, kept, copy string, changes []diff.Change) error {
-	if !terminal.IsTerminal(out) || os.Getenv("NO_COLOR") != "" {
+	if !terminal.IsTerminal(out) || terminal.NoColor() {
 		return diff.Write(out, kept, copy, changes)
 	}
 	var buf bytes.Buffer

@@ -43,7 +43,7 @@ func TestContainment(t *testing.T) {
 		t.Run(r.name, func(t *testing.T) {
 			t.Run("attempts", func(t *testing.T) { escAttempts(t, r, dir, nbsID) })
 			t.Run("kill", func(t *testing.T) { escKill(t, r, dir) })
-			t.Run("tiocsti", func(t *testing.T) { escTIOCSTI(t, r, dir) })
+			t.Run("tiocsti", func(t *testing.T) { escTIOCSTI(t, r, "shell", dir) })
 		})
 	}
 }
@@ -62,15 +62,21 @@ func escCopy(t *testing.T, kept string) string {
 	if out, err := exec.Command("cp", "-a", kept, dir).CombinedOutput(); err != nil {
 		t.Fatalf("copy %s: %v\n%s", kept, err, out)
 	}
+	escBuild(t, filepath.Join(dir, "escape"))
+	return dir
+}
+
+// escBuild builds the escape helper (static) as out.
+func escBuild(t *testing.T, out string) {
+	t.Helper()
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "escape"), "./testdata/escape")
+	cmd := exec.Command(goBin, "build", "-o", out, "./testdata/escape")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build the escape helper: %v\n%s", err, out)
 	}
-	os.Chmod(filepath.Join(dir, "escape"), 0o755)
-	return dir
+	os.Chmod(out, 0o755)
 }
 
 // escFileID is a file's major:minor:inode, as the helper prints the
@@ -111,6 +117,26 @@ func escStatus(t *testing.T, err error) int {
 		t.Fatalf("run nbs: %v", err)
 	}
 	return 0
+}
+
+// escProbe runs the helper's probe (cmd) and tells it the host pids of
+// the test and of nbs on stdin, as the attempts on host processes need.
+func escProbe(t *testing.T, cmd *exec.Cmd) (stdout, stderr *bytes.Buffer, nbsPid, code int) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// setpriv execs nbs: this is nbs's own pid in every case.
+	nbsPid = cmd.Process.Pid
+	fmt.Fprintf(stdin, "test=%d nbs=%d\n", os.Getpid(), nbsPid)
+	stdin.Close()
+	return stdout, stderr, nbsPid, escStatus(t, cmd.Wait())
 }
 
 // escResults are the helper's `attempt = result` lines.
@@ -252,20 +278,7 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 		"-port", strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port),
 		"-udp", strconv.Itoa(udp.LocalAddr().(*net.UDPAddr).Port),
 		"-abstract", abstract, "-marker", marker, "-canary", canary, "-nonce", nonce)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// setpriv execs nbs: this is nbs's own pid in every case.
-	nbsPid := cmd.Process.Pid
-	fmt.Fprintf(stdin, "test=%d nbs=%d\n", os.Getpid(), nbsPid)
-	stdin.Close()
-	code := escStatus(t, cmd.Wait())
+	stdout, stderr, nbsPid, code := escProbe(t, cmd)
 	if code != 0 || stdout.Len() == 0 {
 		t.Fatalf("nbs shell %s /build/escape probe: status %d\nstdout:\n%s\nstderr:\n%s", dir, code, stdout.String(), stderr.String())
 	}
@@ -435,21 +448,7 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 	})
 
 	t.Run("privileges", func(t *testing.T) {
-		e.want(t, "status NoNewPrivs", "1")
-		e.want(t, "status Seccomp", "2")
-		for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
-			e.want(t, "status "+c, "0000000000000000")
-		}
-		e.want(t, "status Uid", "1000 1000 1000 1000")
-		for _, k := range []string{"chmod 04755", "chmod 02755", "fchmod 04755", "fchmodat 04755", "chmod syscall 04755", "fchmodat2 04755"} {
-			// Nix's seccomp filter fails them with EPERM. fchmodat2
-			// (Linux 6.6) is the same call by another number: Nix
-			// filters it from 2.22 (and 2.18.3) on, Nix 2.8 does not
-			// (a real Nix 2.8 build sets 04755 with it). No build
-			// needs a set-id bit: nbs must refuse it whatever the
-			// host's Nix version.
-			e.blocked(t, k, "EPERM", "ENOSYS")
-		}
+		escNoPrivileges(t, e)
 		e.want(t, "test file mode", "0755")
 		// Nix's filter fails the xattr calls with ENOTSUP; setxattrat
 		// (Linux 6.13) is newer than Nix's list and must fail the same
@@ -508,6 +507,27 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 		}
 		assertCleanTmp(t, result{tmp: tmp})
 	})
+}
+
+// escNoPrivileges: the helper ran as uid 1000 with no_new_privs, Nix's
+// seccomp filter and no capabilities.
+func escNoPrivileges(t *testing.T, e escResults) {
+	t.Helper()
+	e.want(t, "status NoNewPrivs", "1")
+	e.want(t, "status Seccomp", "2")
+	for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
+		e.want(t, "status "+c, "0000000000000000")
+	}
+	e.want(t, "status Uid", "1000 1000 1000 1000")
+	for _, k := range []string{"chmod 04755", "chmod 02755", "fchmod 04755", "fchmodat 04755", "chmod syscall 04755", "fchmodat2 04755"} {
+		// Nix's seccomp filter fails them with EPERM. fchmodat2
+		// (Linux 6.6) is the same call by another number: Nix
+		// filters it from 2.22 (and 2.18.3) on, Nix 2.8 does not
+		// (a real Nix 2.8 build sets 04755 with it). No build
+		// needs a set-id bit: nbs must refuse it whatever the
+		// host's Nix version.
+		e.blocked(t, k, "EPERM", "ENOSYS")
+	}
 }
 
 // escKill: kill(-1, SIGKILL) from PID 1 and from another sandbox process
@@ -668,7 +688,8 @@ func escProcessesWith(s string) []string {
 // controlling terminal): then the sandbox has a pty of its own and
 // whatever it injects stays there. Also with only stdin a terminal (nbs
 // hands it through as is) and with pipes.
-func escTIOCSTI(t *testing.T, r runner, dir string) {
+// enter is how nbs enters the sandbox: shell DIR, or attach TARGET.
+func escTIOCSTI(t *testing.T, r runner, enter ...string) {
 	cases := []struct {
 		name                string
 		stdinTTY, stdoutTTY bool
@@ -682,7 +703,7 @@ func escTIOCSTI(t *testing.T, r runner, dir string) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			master, outer := escPTY(t)
-			cmd, tmp := escCommand(t, r, "shell", dir, "/build/escape", "tty")
+			cmd, tmp := escCommand(t, r, append(enter, "/build/escape", "tty")...)
 			var stdout, stderr bytes.Buffer
 			var slaves []*os.File
 			openSlave := func() *os.File {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 )
 
 // A real remote builder on this machine: an sshd on 127.0.0.1 in its own
@@ -394,7 +396,7 @@ func TestRemoteBuild(t *testing.T) {
 				}
 				before := treeSum(t, b.root+dirs[0])
 				// The printed command works as printed.
-				sh := exec.Command("sh", "-c", shellQuote(nbsBin)+" "+m[1]+" sh -c 'cat src/file.txt; hostname; rm -rf /build/src; exit 7'")
+				sh := exec.Command("sh", "-c", shquote.Paste(nbsBin)+" "+m[1]+" sh -c 'cat src/file.txt; hostname; rm -rf /build/src; exit 7'")
 				sh.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent", "NIX_SSHOPTS=" + b.sshOpts}
 				var stdout, stderr bytes.Buffer
 				sh.Stdout, sh.Stderr = &stdout, &stderr

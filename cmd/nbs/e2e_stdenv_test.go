@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 )
 
 // End-to-end tests of stdenv builds (issue 13), with testdata/stdenv, a
@@ -190,7 +192,7 @@ func TestStdenvUnreadable(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("kept directories %q\nstderr: %s", dirs, res.stderr)
 	}
-	hint := "sudo nbs shell --run " + shellQuote(rerun) + " " + shellQuote(dirs[0])
+	hint := "sudo nbs shell --run " + shquote.Paste(rerun) + " " + shquote.Paste(dirs[0])
 	if res.code == 0 || strings.Contains(res.stderr, "entering its sandbox") || !strings.Contains(res.stderr, hint) {
 		t.Errorf("status %d; want no \"entering\" and the hint %q in:\n%s", res.code, hint, res.stderr)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/nix-build-shell/nbs/nix"
-	"github.com/nix-build-shell/nbs/sandbox"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 )
 
 // exitStatus carries the status of the command that ran in the sandbox
@@ -42,10 +42,10 @@ func exitCode(err error, stderr io.Writer, helpFor string) int {
 	if errors.As(err, &st) {
 		return st.code
 	}
-	var sig *sandbox.SignalError
+	var sig *interrupt.Error
 	if errors.As(err, &sig) {
 		fmt.Fprintf(stderr, "nbs: %v; the sandbox was ended\n", sig)
-		return 128 + int(sig.Signal)
+		return sig.ExitCode()
 	}
 	msg := "nbs: " + oneLine(err.Error())
 	var ue *usageError

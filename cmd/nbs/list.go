@@ -23,6 +23,8 @@ type ListOptions struct {
 	// CopyBases are where kept copies (nbs shell --keep) are looked for.
 	CopyBases []string
 	Now       func() time.Time
+	// Running lists the builds running now (root only; none otherwise).
+	Running func() ([]sandbox.Build, error)
 }
 
 func defaultCopyBases() []string {
@@ -32,8 +34,8 @@ func defaultCopyBases() []string {
 	return []string{"/tmp"}
 }
 
-func newCmdList(f *Factory, runF func(*ListOptions) error) *cobra.Command {
-	opts := &ListOptions{f: f, Search: nix.DefaultKeptSearch(), CopyBases: defaultCopyBases(), Now: time.Now}
+func newCmdList(f *Factory) *cobra.Command {
+	opts := &ListOptions{f: f, Search: nix.DefaultKeptSearch(), CopyBases: defaultCopyBases(), Now: time.Now, Running: sandbox.RunningBuilds}
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the build directories Nix kept on this machine, newest first",
@@ -45,7 +47,9 @@ nbs looks where Nix and Lix put them, by default:
   $TMPDIR, /tmp         nix-build-NAME.drv-N[/build]   (Nix up to 2.29)
   /nix/var/nix/builds   nix-PID-N/build                (Nix 2.30+)
   /nix/var/nix/b        ID/b                           (Lix 2.94+)
-A build still running shows up too. A size marked + is at least that:
+A build still running shows up too, marked (running); as root, nbs
+also lists the builds running now, below, for 'sudo nbs attach'. A size
+marked + is at least that:
 part of the directory could not be read (sudo nbs list reads it all).
 
 Below them come the copies kept by 'nbs shell --keep', with the directory
@@ -56,9 +60,6 @@ Enter the newest kept directory with 'nbs shell --last'.`,
   nbs shell --last         # enter the first one listed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if runF != nil {
-				return runF(opts)
-			}
 			return listRun(opts)
 		},
 	}
@@ -69,8 +70,14 @@ func listRun(opts *ListOptions) error {
 	f := opts.f
 	kept := nix.FindKept(opts.Search)
 	copies := sandbox.KeptCopies(opts.CopyBases)
+	var running []sandbox.Build
+	if opts.Running != nil {
+		// Without root nothing can be told of other users' builds.
+		running, _ = opts.Running()
+	}
 	if len(kept) == 0 && len(copies) == 0 {
 		fmt.Fprintf(f.Stderr, "nbs: no kept build directories in %s; nix-build --keep-failed (or nbs build) keeps them\n", strings.Join(opts.Search.Locations(), ", "))
+		printBuilds(f.Stdout, running, opts.Now())
 		return nil
 	}
 	now := opts.Now()
@@ -87,6 +94,12 @@ func listRun(opts *ListOptions) error {
 			if k.Err != nil && errors.Is(k.Err, fs.ErrPermission) {
 				name += " (unreadable)"
 			}
+			for _, b := range running {
+				if b.Uses(k.Dir) {
+					name += " (running)"
+					break
+				}
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", age(now, k.Time), size, oneLine(name), oneLine(k.Dir))
 		}
 	}
@@ -99,7 +112,14 @@ func listRun(opts *ListOptions) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", age(now, c.Time), sizes[len(kept)+i], oneLine(c.Dir), oneLine(c.Origin))
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(running) > 0 {
+		fmt.Fprintln(f.Stdout)
+		printBuilds(f.Stdout, running, now)
+	}
+	return nil
 }
 
 // dirSizes measures the directories a few at a time: each is a walk of

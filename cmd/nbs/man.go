@@ -25,6 +25,10 @@ on stdout: read it with man, or install it where man finds pages.`,
 	}
 }
 
+// manText is the annotation that holds a command's description for the
+// manual page when it says more than --help (nbs build's details).
+const manText = "man"
+
 // manEnvironment and manExit are the sections no command's help holds.
 const (
 	manEnvironment = `TMPDIR
@@ -33,7 +37,8 @@ directory, the sandbox's /tmp and /nix/store) and one of the places nbs
 list looks for kept build directories.
 
 NO_COLOR
-When set, nbs prints no colors (the sandbox's prompt, nbs diff).
+When set and not empty, nbs prints no colors (the sandbox's prompt,
+nbs diff, also on a remote builder).
 
 NIX_PATH
 Where --with finds <nixpkgs> to build a tool given by attribute name.
@@ -51,7 +56,8 @@ itself failed (one line on stderr says why), 2 for a wrong command line.`
 )
 
 // writeMan writes one page for the whole command tree: its synopsis,
-// every command with its description, options and examples, and the
+// every command with its description (its --help text, or its manText
+// annotation where that says more), options and examples, and the
 // sections that hold for all of them.
 func writeMan(w io.Writer, root *cobra.Command) error {
 	b := bufio.NewWriter(w)
@@ -69,6 +75,9 @@ func writeMan(w io.Writer, root *cobra.Command) error {
 	for _, c := range cmds {
 		fmt.Fprintf(b, ".SS %s\n", roffQuote(c.CommandPath()+strings.TrimPrefix(c.Use, c.Name())))
 		text := c.Long
+		if m, ok := c.Annotations[manText]; ok {
+			text = m
+		}
 		if text == "" {
 			text = c.Short
 		}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/nix-build-shell/nbs/wrapper/remote"
 	"github.com/spf13/cobra"
 )
@@ -81,7 +80,3 @@ func enterRemote(ctx context.Context, f *Factory, o remote.Options) (int, error)
 	}
 	return status, err
 }
-
-// remoteURI is the URI printed in 'nbs shell --remote URI DIR' for
-// builder b (see remote.URI).
-func remoteURI(b wrapper.Builder) string { return remote.URI(b) }

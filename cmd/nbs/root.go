@@ -77,9 +77,10 @@ modified.`,
 	root.SetOut(f.Stdout)
 	root.SetErr(f.Stderr)
 	root.AddCommand(newCmdShell(f, nil))
-	root.AddCommand(newCmdBuild(f, nil))
-	root.AddCommand(newCmdList(f, nil))
-	root.AddCommand(newCmdDiff(f, nil))
+	root.AddCommand(newCmdBuild(f))
+	root.AddCommand(newCmdList(f))
+	root.AddCommand(newCmdAttach(f))
+	root.AddCommand(newCmdDiff(f))
 	root.AddCommand(newCmdCompletion(f))
 	root.AddCommand(newCmdMan(f))
 	// nbs completion is ours, with examples; cobra's would be a second.

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
 	"github.com/nix-build-shell/nbs/sandbox/diff"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	"github.com/spf13/cobra"
 )
 
@@ -26,6 +28,9 @@ type ShellOptions struct {
 	Last bool
 }
 
+// newCmdShell is `nbs shell`. runF, when not nil, is called with the
+// parsed options instead of shellRun: TestShellArgs checks the parsing
+// that way. (The other commands have no such seam: no test needs one.)
 func newCmdShell(f *Factory, runF func(*ShellOptions) error) *cobra.Command {
 	opts := &ShellOptions{f: f}
 	cmd := &cobra.Command{
@@ -116,25 +121,16 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 	if err != nil {
 		return err
 	}
-	status, kept, err := sandbox.Enter(cmd.Context(), sandbox.Config{
-		Dir:      opts.Dir,
-		Command:  opts.Command,
-		Script:   opts.Run,
-		Keep:     opts.Keep,
-		Drv:      opts.Drv,
-		With:     with,
-		Stdin:    f.Stdin,
-		Stdout:   f.Stdout,
-		Stderr:   f.Stderr,
-		Log:      f.Log(),
-		Progress: newCopyProgress(f.Stderr),
-		Changed:  printChanged(f),
+	status, kept, err := enterLocal(cmd.Context(), f, sandbox.Config{
+		Dir:     opts.Dir,
+		Command: opts.Command,
+		Script:  opts.Run,
+		Keep:    opts.Keep,
+		Drv:     opts.Drv,
+		With:    with,
 	})
 	if kept != "" {
 		fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's copy of /build in %s\n", kept)
-	}
-	if errors.Is(err, sandbox.ErrUnreadable) {
-		return &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo " + sudoShell(opts.Run, opts.Dir, opts.Command)}
 	}
 	if err != nil {
 		return err
@@ -142,16 +138,31 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 	return &exitStatus{status}
 }
 
+// enterLocal enters a kept directory on this machine on the CLI's
+// terminal, with its logger, the copy's progress bar and the report of
+// what changed; a directory only root can read gets the sudo hint.
+func enterLocal(ctx context.Context, f *Factory, c sandbox.Config) (status int, kept string, err error) {
+	c.Stdin, c.Stdout, c.Stderr = f.Stdin, f.Stdout, f.Stderr
+	c.Log = f.Log()
+	c.Progress = newCopyProgress(f.Stderr)
+	c.Changed = printChanged(f)
+	status, kept, err = sandbox.Enter(ctx, c)
+	if errors.Is(err, sandbox.ErrUnreadable) {
+		err = &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo " + sudoShell(c.Script, c.Dir, c.Command)}
+	}
+	return status, kept, err
+}
+
 // sudoShell is the nbs shell command that enters dir as the user asked
 // (with --run CMD, or CMD ARG…), for the hint to run it with sudo.
 func sudoShell(run, dir string, command []string) string {
 	s := "nbs shell "
 	if run != "" {
-		s += "--run " + shellQuote(run) + " "
+		s += "--run " + shquote.Paste(run) + " "
 	}
-	s += shellQuote(dir)
+	s += shquote.Paste(dir)
 	for _, a := range command {
-		s += " " + shellQuote(a)
+		s += " " + shquote.Paste(a)
 	}
 	return s
 }

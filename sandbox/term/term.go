@@ -1,6 +1,6 @@
 // Package term is nbs's one owner of terminals: whether a file is one,
-// its width, raw mode, window sizes, opening a pty and relaying a pty to
-// the user's terminal. The sandbox, the wrapper and the CLI all use it.
+// its width, raw mode, window sizes, opening a pty, relaying a pty to
+// the user's terminal, and whether the user wants colours (NoColor). The sandbox, the wrapper and the CLI all use it.
 //
 // The termios work is golang.org/x/term's; what it lacks (setting a
 // window size, opening a pty from a given devpts instance, the relay)
@@ -13,6 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 	xterm "golang.org/x/term"
 )
+
+// NoColor reports whether the user asked for no colours: NO_COLOR is
+// set to a value that is not empty (https://no-color.org: "when present
+// and not an empty string (regardless of its value)").
+func NoColor() bool { return os.Getenv("NO_COLOR") != "" }
 
 // IsTerminal reports whether f is a terminal.
 func IsTerminal(f *os.File) bool {

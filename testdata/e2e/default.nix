@@ -193,4 +193,20 @@ in
     export -p > $NIX_BUILD_TOP/env-vars
     sleep 600
   '';
+
+  # Hangs, for nbs attach: writes a marker, says so on stderr, then waits
+  # until /build/release appears (which only someone inside can make)
+  # and fails as a hung build that gives up would. The wait has a cap
+  # so that a test that dies leaves no build behind for long. The name
+  # carries the nonce: tests find it by name.
+  hang = mkWith { hangAttr = "from-the-derivation"; } "nbs-e2e-hang-${builtins.substring 0 12 (builtins.hashString "sha256" nonce)}" ''
+    mkdir work && cd work
+    echo "written before hanging" > $NIX_BUILD_TOP/marker
+    export -p > $NIX_BUILD_TOP/env-vars
+    echo "nbs-e2e: hanging now" >&2
+    i=0
+    while [ ! -e $NIX_BUILD_TOP/release ] && [ $i -lt 3000 ]; do sleep 0.2; i=$((i+1)); done
+    echo "nbs-e2e: the hung build ends" >&2
+    exit 11
+  '';
 }

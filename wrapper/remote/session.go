@@ -11,8 +11,11 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	"github.com/nix-build-shell/nbs/sandbox/term"
 )
 
@@ -40,14 +43,9 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-// shQuote quotes s for a POSIX shell, always.
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // shCommand is script as the one remote command ssh sends: run by sh, so
 // that it means the same whatever the remote user's login shell is.
-func shCommand(script string) string { return "sh -c " + shQuote(script) }
+func shCommand(script string) string { return "sh -c " + shquote.Quote(script) }
 
 // probeScript makes the private directory (mode 0711: the sandbox user
 // must be able to re-execute a copy of nbs in it) and says whether nbs is
@@ -57,7 +55,7 @@ const probeScript = `umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/nbs-remote.XXXXXX
 	`p=$(command -v nbs) && "$p" --version 2>/dev/null | grep -q '^nbs ' && echo "nbs=$p"; echo "uname=$(uname -sm)"`
 
 func copyScript(dir string) string {
-	return `cat > ` + shQuote(dir+"/nbs") + ` && chmod 755 ` + shQuote(dir+"/nbs")
+	return `cat > ` + shquote.Quote(dir+"/nbs") + ` && chmod 755 ` + shquote.Quote(dir+"/nbs")
 }
 
 // runScript records nbs's pid (exec keeps the shell's) for cleanupScript,
@@ -65,15 +63,15 @@ func copyScript(dir string) string {
 func runScript(dir, nbs string, args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		q[i] = shQuote(a)
+		q[i] = shquote.Quote(a)
 	}
 	env := ""
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
+	if term.NoColor() {
 		// ssh passes on TERM only; the user's wish for no colours
-		// (https://no-color.org) holds on the builder too.
+		// holds on the builder too.
 		env = "export NO_COLOR=1; "
 	}
-	return `echo $$ > ` + shQuote(dir+"/pid") + ` && ` + env + `exec ` + shQuote(nbs) + ` ` + strings.Join(q, " ")
+	return `echo $$ > ` + shquote.Quote(dir+"/pid") + ` && ` + env + `exec ` + shquote.Quote(nbs) + ` ` + strings.Join(q, " ")
 }
 
 // cleanupScript ends the nbs of runScript if it still runs (after a lost
@@ -81,7 +79,7 @@ func runScript(dir, nbs string, args []string) string {
 // its copy) and removes the private directory. The process must still be
 // an nbs, so a reused pid is left alone.
 func cleanupScript(dir string) string {
-	d := shQuote(dir)
+	d := shquote.Quote(dir)
 	return `d=` + d + `; if [ -r "$d/pid" ]; then p=$(cat "$d/pid"); ` +
 		`case $(readlink "/proc/$p/exe" 2>/dev/null) in */nbs|*"/nbs (deleted)") kill -TERM "$p" 2>/dev/null; i=0; ` +
 		`while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; kill -KILL "$p" 2>/dev/null;; esac; fi; ` +
@@ -166,7 +164,7 @@ func (r *runner) output(ctx context.Context, script string, stdin io.Reader) (st
 
 // Enter enters the kept directory o.Dir on the builder and returns the
 // remote command's exit status. A signal (SIGINT, SIGTERM, SIGHUP) ends
-// the session with a *sandbox.SignalError; the builder is cleaned up in
+// the session with an *interrupt.Error; the builder is cleaned up in
 // every case.
 func Enter(ctx context.Context, o Options) (status int, err error) {
 	if o.Target == nil {
@@ -202,10 +200,8 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	}
 
 	// From here on a signal ends the session, and the cleanup still runs.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	intr, stop := catchSignals(cancel)
-	defer stop()
+	ctx, signals := interrupt.Catch(ctx)
+	defer signals.Stop()
 
 	out, err := r.output(ctx, probeScript, nil)
 	p := parseProbe(out)
@@ -220,7 +216,7 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 		}()
 	}
 	if err != nil {
-		if serr := intr.err(); serr != nil {
+		if serr := signals.Err(); serr != nil {
 			return 0, serr
 		}
 		try := "ssh " + o.Target.Dest
@@ -253,7 +249,7 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 		defer self.Close()
 		log.Debug("copying nbs to the builder", "dir", p.dir)
 		if _, err := r.output(ctx, copyScript(p.dir), self); err != nil {
-			if serr := intr.err(); serr != nil {
+			if serr := signals.Err(); serr != nil {
 				return 0, serr
 			}
 			return 0, fmt.Errorf("copy nbs to %s: %w", o.Target.Dest, err)
@@ -272,20 +268,24 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	tty := term.IsTerminal(o.Stdin) && term.IsTerminal(o.Stdout)
 	sshArgs := o.Target.sshArgs(r.sshOpts, r.knownHosts, tty, shCommand(runScript(p.dir, nbs, args)))
 	log.Debug("ssh", "args", strings.Join(sshArgs, " "))
-	// Not CommandContext: a signal reaches ssh as SIGTERM (catchSignals),
-	// which ends it cleanly and restores the terminal it put in raw mode.
+	// Not CommandContext: a signal reaches ssh as SIGTERM, which ends it
+	// cleanly, restores the terminal it put in raw mode and hangs up the
+	// remote pty (the remote nbs then ends its sandbox).
 	cmd := exec.Command(ssh, sshArgs...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
-	if err := intr.start(cmd); err != nil {
-		return 0, err
+	if err := signals.Start(cmd, syscall.SIGTERM); err != nil {
+		if serr := signals.Err(); serr != nil {
+			return 0, serr
+		}
+		return 0, fmt.Errorf("start ssh: %w", err)
 	}
 	werr := cmd.Wait()
-	if serr := intr.err(); serr != nil {
+	if serr := signals.Err(); serr != nil {
 		return 0, serr
 	}
 	var ee *exec.ExitError
 	if werr != nil && !errors.As(werr, &ee) {
 		return 0, fmt.Errorf("ssh %s: %w", o.Target.Dest, werr)
 	}
-	return cmd.ProcessState.ExitCode(), nil
+	return interrupt.Status(cmd.ProcessState), nil
 }
