@@ -506,16 +506,7 @@ func TestRemoteInteractive(t *testing.T) {
 		remoteNix(t), "-A", "fail", "--argstr", "name", name, "--argstr", "nonce", nonce(t))
 	cmd.Dir = t.TempDir()
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=/nonexistent", "TERM=xterm", "NO_COLOR=1", "NIX_SSHOPTS=" + b.sshOpts}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tm.slave, tm.slave, tm.slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() {
-		cmd.Wait()
-		done <- cmd.ProcessState.ExitCode()
-	}()
+	done := tm.start(t, cmd)
 	defer cmd.Process.Kill()
 
 	tm.expect(t, "entering its sandbox on that builder")

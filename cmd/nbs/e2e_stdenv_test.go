@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/nix-build-shell/nbs/sandbox/shquote"
@@ -166,16 +165,7 @@ func onTermAs(t *testing.T, tm *term, u *testUser, env []string, args ...string)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TERM=xterm", "NO_COLOR=1", "HOME=" + home}, env...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tm.slave, tm.slave, tm.slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() {
-		cmd.Wait()
-		done <- cmd.ProcessState.ExitCode()
-	}()
+	done := tm.start(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return cmd, done
 }

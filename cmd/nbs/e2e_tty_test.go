@@ -59,6 +59,24 @@ func newTerm(t *testing.T) *term {
 	return tm
 }
 
+// start runs cmd as the session leader of a new session whose
+// controlling terminal is tm, and sends its exit code on the channel
+// when it ends.
+func (tm *term) start(t *testing.T, cmd *exec.Cmd) <-chan int {
+	t.Helper()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tm.slave, tm.slave, tm.slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		cmd.Wait()
+		done <- cmd.ProcessState.ExitCode()
+	}()
+	return done
+}
+
 func (tm *term) resize(t *testing.T, rows, cols uint16) {
 	if err := unix.IoctlSetWinsize(int(tm.master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
 		t.Fatal(err)
@@ -134,16 +152,7 @@ func TestShellInteractive(t *testing.T) {
 	defer os.RemoveAll(tmp)
 	cmd := exec.Command(nbsBin, "shell", dir)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "TERM=xterm", "NO_COLOR=1"}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tm.slave, tm.slave, tm.slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() {
-		cmd.Wait()
-		done <- cmd.ProcessState.ExitCode()
-	}()
+	done := tm.start(t, cmd)
 
 	// The shell starts where the failing phase did (env-vars' PWD).
 	tm.expect(t, "[nbs nbs-e2e-fail] /build/src $ ")
