@@ -16,6 +16,14 @@ import (
 // directory would.
 var ErrNotKeptDir = errors.New("not a kept Nix build directory")
 
+// ErrNoEnvVarsYet means a kept build directory whose build failed before
+// stdenv's first phase wrote env-vars: Nix wrote .attrs.json and
+// .attrs.sh (structured attrs), and nothing of the build's shell state
+// was recorded. Nix before 2.13.4 is the common cause: it sets
+// NIX_ATTRS_SH_FILE to the host path of the build directory
+// (NixOS/nix#6736), which nixpkgs' source-stdenv.sh cannot source.
+var ErrNoEnvVarsYet = errors.New("the build failed before stdenv's first phase wrote env-vars")
+
 // FindBuildDir returns the directory holding env-vars for a directory a user
 // passed in: dir itself for a flat kept directory (Nix ≤ 2.23, Lix ≤ 2.93,
 // builds without the sandbox), else dir/build (Nix 2.24+, given the top) or
@@ -52,6 +60,11 @@ func FindBuildDir(dir string) (string, error) {
 		}
 		if found {
 			return cand, nil
+		}
+	}
+	for _, in := range innerAny {
+		if _, err := os.Lstat(filepath.Join(dir, in, ".attrs.json")); err == nil {
+			return "", fmt.Errorf("find build directory: %s has .attrs.json but no env-vars: %w", filepath.Join(dir, in), ErrNoEnvVarsYet)
 		}
 	}
 	return "", fmt.Errorf("find build directory: %s has no env-vars, build/env-vars or b/env-vars: %w", dir, ErrNotKeptDir)

@@ -96,6 +96,9 @@ func TestFindBuildDirErrors(t *testing.T) {
 	buildFile := mkTree(t, "build")
 	file := filepath.Join(mkTree(t, "env-vars"), "env-vars")
 	missing := filepath.Join(t.TempDir(), "nix-build-x.drv-0")
+	// Structured attrs, failed before stdenv's first phase (Nix < 2.13.4
+	// with nixpkgs' source-stdenv.sh): Nix's .attrs files, no env-vars.
+	attrsOnly := mkTree(t, "build/.attrs.json", "build/.attrs.sh")
 
 	tests := []struct {
 		dir     string
@@ -104,6 +107,7 @@ func TestFindBuildDirErrors(t *testing.T) {
 	}{
 		{empty, ErrNotKeptDir, "find build directory: " + empty + " has no env-vars, build/env-vars or b/env-vars: not a kept Nix build directory"},
 		{buildFile, ErrNotKeptDir, buildFile + " has no env-vars"},
+		{attrsOnly, ErrNoEnvVarsYet, filepath.Join(attrsOnly, "build") + " has .attrs.json but no env-vars: the build failed before stdenv's first phase wrote env-vars"},
 		{missing, fs.ErrNotExist, "find build directory: stat " + missing + ": no such file or directory"},
 		{file, syscall.ENOTDIR, "find build directory: open " + file + ": not a directory"},
 	}

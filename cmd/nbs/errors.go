@@ -58,6 +58,8 @@ func exitCode(err error, stderr io.Writer, helpFor string) int {
 		msg += "; " + he.hint
 	} else if errors.Is(err, nix.ErrNotKeptDir) {
 		msg += "; pass the directory named in Nix's 'keeping build directory' note"
+	} else if errors.Is(err, nix.ErrNoEnvVarsYet) {
+		msg += "; the build log says why it failed (with structured attrs on Nix before 2.13.4, nixpkgs' source-stdenv.sh finds no .attrs.sh: NixOS/nix#6736)"
 	}
 	fmt.Fprintln(stderr, msg)
 	return 1
