@@ -330,10 +330,9 @@ func envVarsReadable(dir string) bool {
 }
 
 // enterFailedRemote enters a failure kept on a builder. --run's shell
-// code goes to the remote nbs as a command that re-executes the sandbox's
-// shell (/proc/self/exe: the process is that shell when the command is
-// executed) with -c: the interface of every nbs shell, installed or
-// copied, and the same $SHELL -c as a local --run, after env-vars.
+// code goes to the remote nbs shell --run, which runs it as a local
+// --run does (see remote.Options.Script for an older nbs installed
+// there).
 func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, builders []wrapper.Builder, script string) (int, error) {
 	// The URI comes from the build log, which the build's own output is
 	// part of: a build could print a line naming a host of its choice.
@@ -354,11 +353,7 @@ func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, buil
 		return 0, &hintError{err, "nbs enters builds on ssh:// and ssh-ng:// builders only"}
 	}
 	t.WithBuilder(b)
-	var command []string
-	if script != "" {
-		command = []string{"/proc/self/exe", "-c", script}
-	}
-	return enterRemote(ctx, f, remote.Options{Target: t, Dir: fl.KeptDir, Command: command})
+	return enterRemote(ctx, f, remote.Options{Target: t, Dir: fl.KeptDir, Script: script})
 }
 
 // builderFor is the builder Nix printed as uri: one of builders (whose

@@ -24,8 +24,14 @@ type Options struct {
 	Target  *Target  // required: see Parse
 	Dir     string   // the kept directory on the builder
 	Command []string // empty: an interactive shell
-	Keep    bool     // the remote nbs shell's --keep
-	Debug   bool     // the remote nbs shell's --debug
+	// Script, when set instead of Command, is shell code run the way a
+	// local nbs build --run runs it: by the remote nbs shell --run, in
+	// the interactive shell's environment (stdenv's included). An nbs
+	// installed on the builder that has no --run yet gets it as
+	// $SHELL -c after env-vars instead.
+	Script string
+	Keep   bool // the remote nbs shell's --keep
+	Debug  bool // the remote nbs shell's --debug
 
 	// The session's terminal (or pipes): ssh gets a remote pty (-tt)
 	// when Stdin and Stdout are terminals.
@@ -52,7 +58,8 @@ func shCommand(script string) string { return "sh -c " + shquote.Quote(script) }
 // installed (a program called nbs that says "nbs VERSION" to --version)
 // and what the builder is.
 const probeScript = `umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/nbs-remote.XXXXXXXXXX") && chmod 711 "$d" && echo "dir=$d"; ` +
-	`p=$(command -v nbs) && "$p" --version 2>/dev/null | grep -q '^nbs ' && echo "nbs=$p"; echo "uname=$(uname -sm)"`
+	`p=$(command -v nbs) && "$p" --version 2>/dev/null | grep -q '^nbs ' && echo "nbs=$p" && ` +
+	`{ "$p" shell --help 2>/dev/null | grep -q -e '--run ' && echo "run=1"; }; echo "uname=$(uname -sm)"`
 
 func copyScript(dir string) string {
 	return `cat > ` + shquote.Quote(dir+"/nbs") + ` && chmod 755 ` + shquote.Quote(dir+"/nbs")
@@ -89,6 +96,8 @@ func cleanupScript(dir string) string {
 // probe is what the builder said.
 type probe struct {
 	dir, nbs, uname string
+	// run: the installed nbs knows nbs shell --run.
+	run bool
 }
 
 func parseProbe(out string) probe {
@@ -102,6 +111,8 @@ func parseProbe(out string) probe {
 			p.nbs = v
 		case "uname":
 			p.uname = v
+		case "run":
+			p.run = v == "1"
 		}
 	}
 	return p
@@ -255,6 +266,7 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 			return 0, fmt.Errorf("copy nbs to %s: %w", o.Target.Dest, err)
 		}
 		nbs = p.dir + "/nbs"
+		p.run = true // this nbs
 	}
 
 	args := []string{"shell"}
@@ -264,7 +276,17 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	if o.Keep {
 		args = append(args, "--keep")
 	}
-	args = append(append(args, "--", o.Dir), o.Command...)
+	command := o.Command
+	switch {
+	case o.Script != "" && p.run:
+		args = append(args, "--run", o.Script)
+	case o.Script != "":
+		// The sandbox's shell re-executed (/proc/self/exe: the process
+		// is that shell when the command is executed) with -c: what
+		// every nbs shell runs as $SHELL -c after env-vars.
+		command = []string{"/proc/self/exe", "-c", o.Script}
+	}
+	args = append(append(args, "--", o.Dir), command...)
 	tty := term.IsTerminal(o.Stdin) && term.IsTerminal(o.Stdout)
 	sshArgs := o.Target.sshArgs(r.sshOpts, r.knownHosts, tty, shCommand(runScript(p.dir, nbs, args)))
 	log.Debug("ssh", "args", strings.Join(sshArgs, " "))
