@@ -3,10 +3,12 @@ package nix
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -14,24 +16,62 @@ import (
 // FindDerivation finds the derivation that produced a kept build: the
 // .drv in the store named NAME.drv one of whose outputs is out. A failed
 // build's output is not valid, so `nix-store --query --deriver` cannot
-// tell; the derivation itself is still in the store.
+// tell; the derivation itself is still in the store. The user's cache
+// (UserCache) remembers the answer.
 func FindDerivation(storeDir, name, out string) (string, *Derivation, error) {
+	return UserCache().FindDerivation(storeDir, name, out)
+}
+
+// deriverEntry is the cache file naming the derivation Drv of output Out.
+type deriverEntry struct {
+	Format   int
+	Out, Drv string
+}
+
+const deriverPrefix = "deriver-"
+
+// FindDerivation is FindDerivation with the cache c. A store may hold
+// thousands of derivations of one name (every revision of nixpkgs
+// entered): a cached answer is read and checked instead, and the search
+// parses only the files that name out.
+func (c *Cache) FindDerivation(storeDir, name, out string) (string, *Derivation, error) {
+	file := deriverPrefix + cacheKey(out)
+	var e deriverEntry
+	if c.load(file, &e) == nil && e.Out == out && filepath.Dir(e.Drv) == storeDir && strings.HasSuffix(e.Drv, "-"+name+".drv") {
+		if d, err := ReadDerivation(e.Drv); err == nil && d.hasOutput(out) {
+			c.touch(file)
+			return e.Drv, d, nil
+		}
+	}
 	matches, err := filepath.Glob(filepath.Join(storeDir, "*-"+name+".drv"))
 	if err != nil {
 		return "", nil, fmt.Errorf("find derivation of %s: %w", out, err)
 	}
+	quoted := []byte(`"` + out + `"`)
 	for _, m := range matches {
-		d, err := ReadDerivation(m)
-		if err != nil {
+		data, err := readFile(m)
+		if err != nil || !bytes.Contains(data, quoted) {
 			continue
 		}
-		for _, o := range d.Outputs {
-			if o.Path == out {
-				return m, d, nil
-			}
+		d, err := parseDerivation(data)
+		if err != nil || !d.hasOutput(out) {
+			continue
 		}
+		if c.dir != "" && c.store(file, deriverEntry{Format: cacheFormat, Out: out, Drv: m}) == nil {
+			c.prune(deriverPrefix, maxCached)
+		}
+		return m, d, nil
 	}
 	return "", nil, fmt.Errorf("find derivation of %s: no %s/*-%s.drv has it as an output", out, storeDir, name)
+}
+
+func (d *Derivation) hasOutput(path string) bool {
+	for _, o := range d.Outputs {
+		if o.Path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // InputPaths are the store paths a build of d may see before their
@@ -61,28 +101,91 @@ func (d *Derivation) InputPaths() ([]string, error) {
 	return paths, nil
 }
 
-// Requisites is the closure of paths: `nix-store --query --requisites`.
-// Paths that are not valid store paths (a failed build's own outputs)
-// must not be passed.
-func Requisites(ctx context.Context, paths []string) ([]string, error) {
+// Requisites is the closure of paths, `nix-store --query --requisites`,
+// from the user's cache (UserCache) when it holds it; from says where it
+// came from, for --debug. Paths that are not valid store paths (a failed
+// build's own outputs) must not be passed.
+func Requisites(ctx context.Context, paths []string) (closure []string, from string, err error) {
+	return UserCache().Requisites(ctx, paths)
+}
+
+// closureEntry is the cache file of the closure of Roots.
+type closureEntry struct {
+	Format  int
+	Roots   []string
+	Closure []string
+}
+
+const closurePrefix = "closure-"
+
+// Requisites is the closure of paths from c, or from nix-store, which
+// it then stores in c. A store path's references never change, so a
+// cached closure holds as long as its paths exist; a garbage collection
+// may have removed some, which is checked (one lstat each).
+func (c *Cache) Requisites(ctx context.Context, paths []string) (closure []string, from string, err error) {
 	if len(paths) == 0 {
-		return nil, nil
+		return nil, "no store paths", nil
+	}
+	roots := slices.Clone(paths)
+	sort.Strings(roots)
+	roots = slices.Compact(roots)
+	name := closurePrefix + cacheKey(strings.Join(roots, "\n"))
+	var e closureEntry
+	miss := c.load(name, &e)
+	if miss == nil {
+		if miss = e.check(roots, c.exists); miss == nil {
+			c.touch(name)
+			return e.Closure, "cache " + c.path(name), nil
+		}
 	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "nix-store", append([]string{"--query", "--requisites"}, paths...)...)
+	cmd := exec.CommandContext(ctx, "nix-store", append([]string{"--query", "--requisites"}, roots...)...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("nix-store --query --requisites: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, "", fmt.Errorf("nix-store --query --requisites: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	var closure []string
 	for _, l := range strings.Split(string(out), "\n") {
 		if l = strings.TrimSpace(l); l != "" {
 			closure = append(closure, l)
 		}
 	}
 	sort.Strings(closure)
-	return closure, nil
+	from = "nix-store --query --requisites (cache: " + miss.Error() + ")"
+	if c.dir != "" {
+		if err := c.store(name, closureEntry{Format: cacheFormat, Roots: roots, Closure: closure}); err != nil {
+			from += " (not cached: " + err.Error() + ")"
+		} else {
+			c.prune(closurePrefix, maxCached)
+		}
+	}
+	return closure, from, nil
+}
+
+// check says why e is not the closure of roots here (nil when it is): it
+// must be of those roots, hold them, be sorted store paths, and every
+// path must still exist.
+func (e *closureEntry) check(roots []string, exists func(string) bool) error {
+	if !slices.Equal(e.Roots, roots) {
+		return errors.New("another set of paths")
+	}
+	if !sort.StringsAreSorted(e.Closure) {
+		return errors.New("not sorted")
+	}
+	for _, r := range roots {
+		if _, ok := slices.BinarySearch(e.Closure, r); !ok {
+			return fmt.Errorf("%s is missing from its own closure", r)
+		}
+	}
+	for _, p := range e.Closure {
+		if !IsStorePath(p) {
+			return fmt.Errorf("%q is not a store path", p)
+		}
+		if !exists(p) {
+			return fmt.Errorf("%s is gone", p)
+		}
+	}
+	return nil
 }
 
 // ExistingStorePaths keeps the paths of ps that exist on this machine,

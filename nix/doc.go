@@ -16,4 +16,5 @@
 // runs `nix-store --query --requisites`, which opens the store like any
 // nix-store: for a user who cannot write the store's database (anyone
 // but root on a multi-user install) that store is the nix-daemon's.
+// Both run only when the user's Cache (cache.go) cannot answer for Nix.
 package nix

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -98,30 +100,82 @@ func ParseVersion(s string) (Version, error) {
 type Host struct {
 	Version  Version
 	Settings Settings
+	// From says where the answers came from, for --debug: the cache
+	// file, or the nix commands run and why the cache had no answer.
+	From string
 }
 
-// ReadHost asks the installed nix for its version and effective settings.
-// Old releases call the command `nix show-config`, new ones `nix config
-// show`; both need the nix-command feature on releases where it is
-// experimental, which --extra-experimental-features turns on for this
-// call only.
-func ReadHost(ctx context.Context) (*Host, error) {
-	out, err := exec.CommandContext(ctx, "nix", "--version").Output()
+// hostEntry is the cache file of ReadHost.
+type hostEntry struct {
+	Format int
+	// Nix is the nix binary that gave the answers; Version is its own,
+	// Settings also depend on Key.
+	Nix      fileID
+	Key      hostKey
+	Version  Version
+	Settings Settings
+}
+
+const hostCacheFile = "nix-host.json"
+
+// ReadHost asks the installed nix for its version and effective
+// settings, or the user's cache (UserCache) when nix would say the same.
+func ReadHost(ctx context.Context) (*Host, error) { return UserCache().ReadHost(ctx) }
+
+// ReadHost asks the installed nix for its version and effective settings
+// unless c holds the answers of the same nix binary with the same
+// configuration (hostKey). Old releases call the command `nix
+// show-config`, new ones `nix config show`; both need the nix-command
+// feature on releases where it is experimental, which
+// --extra-experimental-features turns on for this call only.
+func (c *Cache) ReadHost(ctx context.Context) (*Host, error) {
+	bin, err := exec.LookPath("nix")
 	if err != nil {
 		return nil, fmt.Errorf("run nix --version: %w", err)
 	}
-	v, err := ParseVersion(string(out))
-	if err != nil {
-		return nil, err
+	// The identities are taken before nix runs: a file changed while
+	// it runs makes the next start ask again.
+	id, idErr := identify(bin)
+	key, keyErr := currentHostKey()
+	var old hostEntry
+	miss := errors.Join(idErr, keyErr)
+	if miss == nil {
+		if miss = c.load(hostCacheFile, &old); miss != nil {
+			old = hostEntry{} // a file that failed half-way says nothing
+		} else {
+			switch {
+			case old.Nix != id:
+				miss = fmt.Errorf("%s is another binary", bin)
+			case !reflect.DeepEqual(old.Key, key):
+				miss = errors.New("the configuration changed")
+			case old.Settings == nil || old.Version.Major < 2:
+				miss = errors.New("no answers")
+			default:
+				return &Host{Version: old.Version, Settings: old.Settings, From: "cache " + c.path(hostCacheFile)}, nil
+			}
+		}
+	}
+	var ran []string
+	// The same binary has the same version, whatever the configuration.
+	v := old.Version
+	if idErr != nil || old.Nix != id || v.Major < 2 {
+		out, err := exec.CommandContext(ctx, bin, "--version").Output()
+		if err != nil {
+			return nil, fmt.Errorf("run nix --version: %w", err)
+		}
+		if v, err = ParseVersion(string(out)); err != nil {
+			return nil, err
+		}
+		ran = append(ran, "nix --version")
 	}
 	args := []string{"--extra-experimental-features", "nix-command", "config", "show"}
 	if !v.AtLeast(2, 20, 0) {
 		args = []string{"--extra-experimental-features", "nix-command", "show-config"}
 	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "nix", args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stderr = &stderr
-	out, err = cmd.Output()
+	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("run nix %s: %w: %s", strings.Join(args[2:], " "), err, strings.TrimSpace(stderr.String()))
 	}
@@ -129,5 +183,12 @@ func ReadHost(ctx context.Context) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Host{Version: v, Settings: s}, nil
+	ran = append(ran, "nix "+strings.Join(args[2:], " "))
+	from := strings.Join(ran, ", ") + " (cache: " + miss.Error() + ")"
+	if idErr == nil && keyErr == nil && c.dir != "" {
+		if err := c.store(hostCacheFile, hostEntry{Format: cacheFormat, Nix: id, Key: key, Version: v, Settings: s}); err != nil {
+			from += " (not cached: " + err.Error() + ")"
+		}
+	}
+	return &Host{Version: v, Settings: s, From: from}, nil
 }

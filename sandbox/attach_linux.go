@@ -291,10 +291,11 @@ func addToolMounts(ctx context.Context, j *rawJoin, b Build, with []string, log 
 	if err != nil {
 		return err
 	}
-	closure, err := nix.Requisites(ctx, tools)
+	closure, from, err := nix.Requisites(ctx, tools)
 	if err != nil {
 		return fmt.Errorf("the closure of the --with tools: %w", err)
 	}
+	log.Debug("closure of the --with tools", "from", from)
 	// The tools first, so that their bin/ lead PATH in that order.
 	seen := map[string]bool{}
 	var add []string

@@ -141,7 +141,7 @@ func readHostFacts(ctx context.Context, log *slog.Logger) hostFacts {
 		log.Debug("cannot ask nix for its settings; using defaults of Nix "+latest.String(), "err", err)
 	} else {
 		v, settings = h.Version, h.Settings
-		log.Debug("nix", "version", v.String())
+		log.Debug("nix", "version", v.String(), "from", h.From)
 	}
 	f, errs := factsFor(v, settings)
 	for _, err := range errs {

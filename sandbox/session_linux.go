@@ -43,7 +43,10 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer u.release()
-	facts := readHostFacts(ctx, log)
+	// The host's Nix is asked (or its answers read from the cache) while
+	// the work directory is made and the copy runs: neither needs them.
+	factsc := make(chan hostFacts, 1)
+	go func() { factsc <- readHostFacts(ctx, log) }()
 
 	// Workspace. From here on the work directory exists: it is removed
 	// (or kept) on every way out, after the sandbox has ended.
@@ -59,6 +62,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		}
 		return 0, "", err
 	}
+	facts := <-factsc
 	// After the copy, which can take minutes: the closure is asked of
 	// the store as near to the sandbox's start as can be.
 	var drv *nix.Derivation

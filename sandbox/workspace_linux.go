@@ -170,7 +170,8 @@ func storeView(ctx context.Context, d *nix.Derivation, drvErr error, v buildVars
 	}
 	// Tools the user asked for (--with), with their closure.
 	roots = append(roots, tools...)
-	closure, err := nix.Requisites(ctx, nix.ExistingStorePaths(roots))
+	closure, from, err := nix.Requisites(ctx, nix.ExistingStorePaths(roots))
+	log.Debug("store view closure", "paths", len(closure), "from", from)
 	if err != nil {
 		log.Warn("cannot compute the build's input closure; showing the whole store read-only", "err", err)
 		return nil

@@ -196,6 +196,8 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	if err != nil {
 		f.Log().Debug("cannot ask nix for its version and settings", "err", err)
 		host = nil
+	} else {
+		f.Log().Debug("nix", "version", host.Version.String(), "from", host.From)
 	}
 	inv := wrapper.Command(opts.Program, opts.Args, host, f.Log())
 	builders := inv.Builders
