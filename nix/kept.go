@@ -16,6 +16,10 @@ type KeptDir struct {
 	// Dir is the directory to enter: the one holding env-vars when it
 	// could be found, else what was found in the search location.
 	Dir string
+	// Top is what was found in the search location: Dir, or the
+	// directory holding it (nix-PID-N holding build/). Removing the
+	// build removes Top.
+	Top string
 	// Name is the derivation's name (env-vars' name, else taken from
 	// the directory's name by ParseBuildDir); "" when unknown.
 	Name string
@@ -121,7 +125,7 @@ func FindKept(s KeptSearch) []KeptDir {
 
 	var out []KeptDir
 	for _, c := range cands {
-		k := KeptDir{Dir: c.path}
+		k := KeptDir{Dir: c.path, Top: c.path}
 		if b, ok := ParseBuildDir(c.path); ok {
 			k.Name = b.Name
 		}

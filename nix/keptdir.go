@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -211,6 +213,30 @@ func ParseBuildDir(p string) (b BuildDir, ok bool) {
 	}
 	b.In = base
 	return b, true
+}
+
+// PID is the Nix process that created Top when its name carries it
+// (LayoutNamedPID, LayoutPID), else 0.
+func (b BuildDir) PID() int {
+	base := path.Base(b.Top)
+	var num string
+	switch b.Layout {
+	case LayoutNamedPID:
+		m := reNamed.FindStringSubmatch(base)
+		if m == nil {
+			return 0
+		}
+		num = m[2]
+	case LayoutPID:
+		num = strings.Split(base, "-")[1]
+	default:
+		return 0
+	}
+	pid, err := strconv.Atoi(num)
+	if err != nil {
+		return 0
+	}
+	return pid
 }
 
 // parseTop recognises a top directory by its name (and, for Lix, its

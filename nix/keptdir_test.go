@@ -362,3 +362,22 @@ func FuzzParseBuildDir(f *testing.F) {
 		}
 	})
 }
+
+func TestBuildDirPID(t *testing.T) {
+	for in, want := range map[string]int{
+		"/nix/var/nix/builds/nix-1234-99/build":                      1234,
+		"/nix/var/nix/builds/nix-build-hello.drv-1234-5":             1234,
+		"/nix/var/nix/builds/nix-build-a-1.drv-2-3":                  2,
+		"/tmp/nix-build-hello.drv-0":                                 0,
+		"/nix/var/nix/b/2xv8kq/b":                                    0,
+		"/nix/var/nix/builds/nix-99999999999999999999999999-1/build": 0,
+	} {
+		b, ok := ParseBuildDir(in)
+		if !ok {
+			t.Fatalf("ParseBuildDir(%q) failed", in)
+		}
+		if got := b.PID(); got != want {
+			t.Errorf("PID of %s = %d; want %d", in, got, want)
+		}
+	}
+}

@@ -36,6 +36,12 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if err != nil {
 		return 0, "", err
 	}
+	// Tells nbs gc that the kept directory is in use.
+	unlock, err := LockKept(b.dir)
+	if err != nil {
+		return 0, "", err
+	}
+	defer unlock()
 	// The sandbox user before the work directory, which belongs to it
 	// when nbs is root, and before nix runs: root's groups go first.
 	u, err := takeSandboxUser()

@@ -359,3 +359,22 @@ func TestBuildHelpShort(t *testing.T) {
 		t.Error("man page points to itself")
 	}
 }
+
+func TestParseAge(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90m": 90 * time.Minute, "12h": 12 * time.Hour, "7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1.5d": 36 * time.Hour, "0s": 0} {
+		if got, err := parseAge(in); err != nil || got != want {
+			t.Errorf("parseAge(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "7", "d", "-1d", "-5m", "7days", "1y"} {
+		if _, err := parseAge(bad); err == nil {
+			t.Errorf("parseAge(%q) succeeded", bad)
+		}
+	}
+	if _, stderr, code := cliRun(t, "gc", "--older-than", "soon"); code != 2 || !strings.Contains(stderr, "--older-than") {
+		t.Errorf("gc --older-than soon: status %d, %s", code, stderr)
+	}
+	if _, stderr, code := cliRun(t, "gc", "--keep", "-1"); code != 2 || !strings.Contains(stderr, "--keep") {
+		t.Errorf("gc --keep -1: status %d, %s", code, stderr)
+	}
+}

@@ -81,7 +81,14 @@ func listRun(opts *ListOptions) error {
 		return nil
 	}
 	now := opts.Now()
-	sizes := dirSizes(kept, copies)
+	dirs := make([]string, 0, len(kept)+len(copies))
+	for _, k := range kept {
+		dirs = append(dirs, k.Dir)
+	}
+	for _, c := range copies {
+		dirs = append(dirs, c.Dir)
+	}
+	sizes := measure(dirs)
 	tw := tabwriter.NewWriter(f.Stdout, 0, 0, 2, ' ', 0)
 	if len(kept) > 0 {
 		fmt.Fprintln(tw, "AGE\tSIZE\tNAME\tDIRECTORY")
@@ -115,6 +122,10 @@ func listRun(opts *ListOptions) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	// What all of it costs, and how to get it back (NixOS/nix#100:
+	// only Nix's build user, or root, can remove most of it). On
+	// stderr: stdout stays the table, for scripts.
+	fmt.Fprintf(f.Stderr, "nbs: %s in all, %s and %s; 'nbs gc --help' says how to remove them\n", total(sizes), plural(len(kept), "kept directory", "kept directories"), plural(len(copies), "kept copy", "kept copies"))
 	if len(running) > 0 {
 		fmt.Fprintln(f.Stdout)
 		printBuilds(f.Stdout, running, now)
@@ -122,17 +133,23 @@ func listRun(opts *ListOptions) error {
 	return nil
 }
 
-// dirSizes measures the directories a few at a time: each is a walk of
-// its own, and kept directories of big builds hold many files.
-func dirSizes(kept []nix.KeptDir, copies []sandbox.KeptCopy) []string {
-	dirs := make([]string, 0, len(kept)+len(copies))
-	for _, k := range kept {
-		dirs = append(dirs, k.Dir)
+// dirSize is what measure found of one directory.
+type dirSize struct {
+	bytes    int64
+	complete bool // every part of it could be read
+}
+
+func (d dirSize) String() string {
+	if !d.complete {
+		return humanBytes(d.bytes) + "+"
 	}
-	for _, c := range copies {
-		dirs = append(dirs, c.Dir)
-	}
-	out := make([]string, len(dirs))
+	return humanBytes(d.bytes)
+}
+
+// measure sizes the directories a few at a time: each is a walk of its
+// own, and kept directories of big builds hold many files.
+func measure(dirs []string) []dirSize {
+	out := make([]dirSize, len(dirs))
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for i, d := range dirs {
@@ -141,15 +158,29 @@ func dirSizes(kept []nix.KeptDir, copies []sandbox.KeptCopy) []string {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			size, complete := nix.DirSize(d)
-			out[i] = humanBytes(size)
-			if !complete {
-				out[i] += "+"
-			}
+			out[i].bytes, out[i].complete = nix.DirSize(d)
 		}()
 	}
 	wg.Wait()
 	return out
+}
+
+// total adds sizes up; it is complete when each of them is.
+func total(sizes []dirSize) dirSize {
+	t := dirSize{complete: true}
+	for _, s := range sizes {
+		t.bytes += s.bytes
+		t.complete = t.complete && s.complete
+	}
+	return t
+}
+
+// plural is "1 thing" or "N things".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // age is how long ago t was: 12s, 5m, 3h, 2d.

@@ -81,6 +81,7 @@ modified.`,
 	root.AddCommand(newCmdList(f))
 	root.AddCommand(newCmdAttach(f))
 	root.AddCommand(newCmdDiff(f))
+	root.AddCommand(newCmdGC(f))
 	root.AddCommand(newCmdCompletion(f))
 	root.AddCommand(newCmdMan(f))
 	// nbs completion is ours, with examples; cobra's would be a second.

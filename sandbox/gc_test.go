@@ -1,0 +1,73 @@
+package sandbox
+
+import (
+	"testing"
+	"time"
+)
+
+func TestGCDecide(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	items := []Garbage{
+		{Path: "/tmp/old", Time: ago(30 * 24 * time.Hour), UID: 30001},
+		{Path: "/tmp/new", Time: ago(time.Hour), UID: 30001},
+		{Path: "/tmp/busy", Time: ago(40 * 24 * time.Hour), UID: 1000, Busy: "an nbs session has entered it"},
+		{Path: "/tmp/mine", Time: ago(10 * 24 * time.Hour), UID: 1000},
+		{Path: "/tmp/unknown", UID: 1000},
+		{Path: "/tmp/nbs-1", Copy: true, Time: ago(2 * time.Hour), UID: 1000},
+		{Path: "/tmp/nbs-2", Copy: true, Time: ago(20 * 24 * time.Hour), UID: 1000},
+	}
+	cases := []struct {
+		name   string
+		policy GCPolicy
+		euid   int
+		want   map[string]string // path: "remove", "root" or the start of the reason
+	}{
+		{"root removes all but the busy", GCPolicy{}, 0, map[string]string{
+			"/tmp/old": "remove", "/tmp/new": "remove", "/tmp/busy": "in use", "/tmp/mine": "remove",
+			"/tmp/unknown": "remove", "/tmp/nbs-1": "remove", "/tmp/nbs-2": "remove"}},
+		{"a user removes their own", GCPolicy{}, 1000, map[string]string{
+			"/tmp/old": "root", "/tmp/new": "root", "/tmp/busy": "in use", "/tmp/mine": "remove",
+			"/tmp/unknown": "remove", "/tmp/nbs-1": "remove", "/tmp/nbs-2": "remove"}},
+		{"older than a week", GCPolicy{OlderThan: 7 * 24 * time.Hour}, 0, map[string]string{
+			"/tmp/old": "remove", "/tmp/new": "newer than", "/tmp/busy": "in use", "/tmp/mine": "remove",
+			"/tmp/unknown": "its age is unknown", "/tmp/nbs-1": "newer than", "/tmp/nbs-2": "remove"}},
+		// The busy one is the oldest: it counts among the kept ones'
+		// ranks all the same.
+		{"keep the two newest of each kind", GCPolicy{Keep: 2}, 0, map[string]string{
+			"/tmp/new": "one of the 2 newest", "/tmp/mine": "one of the 2 newest", "/tmp/old": "remove",
+			"/tmp/busy": "in use", "/tmp/unknown": "remove", "/tmp/nbs-1": "one of the 2 newest", "/tmp/nbs-2": "one of the 2 newest"}},
+		{"both", GCPolicy{Keep: 1, OlderThan: 15 * 24 * time.Hour}, 0, map[string]string{
+			"/tmp/new": "one of the 1 newest", "/tmp/mine": "newer than", "/tmp/old": "remove",
+			"/tmp/busy": "in use", "/tmp/unknown": "its age is unknown", "/tmp/nbs-1": "one of the 1 newest", "/tmp/nbs-2": "remove"}},
+	}
+	for _, tc := range cases {
+		vs := tc.policy.Decide(items, now, tc.euid)
+		if len(vs) != len(items) {
+			t.Fatalf("%s: %d verdicts for %d items", tc.name, len(vs), len(items))
+		}
+		for i, v := range vs {
+			if i > 0 && !vs[i-1].Copy && !v.Copy && vs[i-1].Time.Before(v.Time) {
+				t.Errorf("%s: %s before the newer %s", tc.name, vs[i-1].Path, v.Path)
+			}
+			if i > 0 && vs[i-1].Copy && !v.Copy {
+				t.Errorf("%s: a copy before the kept directory %s", tc.name, v.Path)
+			}
+			want := tc.want[v.Path]
+			switch {
+			case want == "remove":
+				if !v.Remove || v.NeedsRoot {
+					t.Errorf("%s: %s stays (%s); want it removed", tc.name, v.Path, v.Reason)
+				}
+			case want == "root":
+				if v.Remove || !v.NeedsRoot {
+					t.Errorf("%s: %s: remove %v, needs root %v; want needs root", tc.name, v.Path, v.Remove, v.NeedsRoot)
+				}
+			default:
+				if v.Remove || len(v.Reason) < len(want) || v.Reason[:len(want)] != want {
+					t.Errorf("%s: %s: remove %v, reason %q; want kept: %s", tc.name, v.Path, v.Remove, v.Reason, want)
+				}
+			}
+		}
+	}
+}
