@@ -61,40 +61,27 @@ func FindGarbage(search nix.KeptSearch, copyBases []string, dirs []string) ([]Ga
 	return items, nil
 }
 
-// garbageAt is the kept directory or kept copy dir names.
+// garbageAt is the kept directory or kept copy dir names. Only names
+// Nix gives (nix.ParseBuildDir) and nbs's own work directories qualify:
+// an env-vars in some project directory makes it nothing of the kind.
 func garbageAt(dir string) (Garbage, error) {
-	if c, err := ReadKeptCopy(dir); err == nil {
+	if c, err := ReadKeptCopy(dir); err == nil && strings.HasPrefix(filepath.Base(filepath.Dir(c.Dir)), workDirPrefix) {
 		return copyGarbage(c), nil
 	}
 	abs := CanonicalDir(dir)
 	b, ok := nix.ParseBuildDir(abs)
-	top := abs
-	if ok {
-		top = b.Top
+	if !ok {
+		return Garbage{}, fmt.Errorf("%s is neither a build directory Nix kept (nix-build-NAME.drv-N, nix-PID-N, …) nor a copy kept by nbs shell --keep", dir)
 	}
-	kept := nix.FindKept(nix.KeptSearch{TmpDirs: []string{filepath.Dir(top)}})
-	for _, k := range kept {
-		if k.Top == top {
+	for _, k := range nix.FindKept(nix.KeptSearch{TmpDirs: []string{filepath.Dir(b.Top)}}) {
+		if k.Top == b.Top {
 			return keptGarbage(k), nil
 		}
 	}
-	// A build-dir of another name (Lix's, a configured one): the top
-	// is what holds env-vars, or its parent.
-	found, err := nix.FindBuildDir(abs)
-	if err != nil {
-		return Garbage{}, fmt.Errorf("%s is neither a kept build directory nor a copy kept by nbs shell --keep: %w", dir, err)
+	if _, err := nix.FindBuildDir(b.Top); err != nil {
+		return Garbage{}, fmt.Errorf("%s: %w", dir, err)
 	}
-	if b, ok := nix.ParseBuildDir(found); ok && b.In != "." {
-		top = b.Top
-	}
-	k := nix.KeptDir{Dir: found, Top: top}
-	if info, err := os.Lstat(filepath.Join(found, "env-vars")); err == nil {
-		k.Time = info.ModTime()
-	}
-	if ev, err := nix.ReadEnvVars(filepath.Join(found, "env-vars")); err == nil {
-		k.Name, _ = ev.Get("name")
-	}
-	return keptGarbage(k), nil
+	return Garbage{}, fmt.Errorf("%s is not a kept build directory", dir)
 }
 
 func keptGarbage(k nix.KeptDir) Garbage {

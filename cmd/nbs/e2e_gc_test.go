@@ -124,6 +124,16 @@ func TestGCUser(t *testing.T) {
 		t.Errorf("gc left the kept copy's work directory: %v", err)
 	}
 
+	// A directory that merely holds an env-vars is not Nix's.
+	project := filepath.Join(privateTmp(t), "project")
+	os.Mkdir(project, 0o755)
+	os.WriteFile(filepath.Join(project, "env-vars"), []byte("declare -x name=\"p\"\n"), 0o644)
+	os.Chown(project, u.uid, u.gid)
+	res = runNBS(t, u, nil, "gc", project)
+	if _, err := os.Stat(filepath.Join(project, "env-vars")); res.code != 1 || err != nil {
+		t.Errorf("gc of a project directory: status %d, %v: %s", res.code, err, res.stderr)
+	}
+
 	res = runNBS(t, u, nil, "gc", "/nonexistent/nix-build-x.drv-0")
 	if res.code != 1 || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 || !strings.Contains(res.stderr, "/nonexistent/nix-build-x.drv-0") {
 		t.Errorf("gc of a missing directory: status %d, stderr %q", res.code, res.stderr)
