@@ -23,13 +23,14 @@ type GCOptions struct {
 	Search    nix.KeptSearch
 	CopyBases []string
 	Policy    sandbox.GCPolicy
+	// OlderThan is --older-than as given, for the sudo hint.
+	OlderThan string
 	DryRun    bool
 	Now       func() time.Time
 }
 
 func newCmdGC(f *Factory) *cobra.Command {
 	opts := &GCOptions{f: f, Search: nix.DefaultKeptSearch(), CopyBases: defaultCopyBases(), Now: time.Now}
-	var olderThan string
 	cmd := &cobra.Command{
 		Use:   "gc [--older-than AGE] [--keep N] [--dry-run] [DIR...]",
 		Short: "Remove the build directories Nix kept, and the copies nbs kept",
@@ -56,8 +57,8 @@ kept copy whose nbs still runs.`,
 		ValidArgsFunction: completeKeptDirs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Dirs = args
-			if olderThan != "" {
-				d, err := parseAge(olderThan)
+			if opts.OlderThan != "" {
+				d, err := parseAge(opts.OlderThan)
 				if err != nil {
 					return &usageError{fmt.Errorf("gc: --older-than: %w", err)}
 				}
@@ -69,7 +70,7 @@ kept copy whose nbs still runs.`,
 			return gcRun(opts)
 		},
 	}
-	cmd.Flags().StringVar(&olderThan, "older-than", "", "remove only what is older than `AGE` (90m, 12h, 7d, 2w)")
+	cmd.Flags().StringVar(&opts.OlderThan, "older-than", "", "remove only what is older than `AGE` (90m, 12h, 7d, 2w)")
 	cmd.Flags().IntVar(&opts.Policy.Keep, "keep", 0, "leave the `N` newest kept directories and the N newest copies")
 	cmd.Flags().BoolVarP(&opts.DryRun, "dry-run", "n", false, "say what would be removed, remove nothing")
 	return cmd
@@ -165,7 +166,11 @@ func gcRun(opts *GCOptions) error {
 		} else if flags := gcFlags(opts); flags != "" {
 			how += " " + flags
 		}
-		fmt.Fprintf(f.Stderr, "nbs: %s (%s) belong to Nix's build users: %s removes them\n", plural(len(needRoot), "directory", "directories"), total(needRoot), how)
+		whose, it := "belong to Nix's build users", "them"
+		if len(needRoot) == 1 {
+			whose, it = "belongs to Nix's build user", "it"
+		}
+		fmt.Fprintf(f.Stderr, "nbs: %s (%s) %s; %s removes %s\n", plural(len(needRoot), "directory", "directories"), total(needRoot), whose, how, it)
 	}
 	if len(failed) > 0 {
 		return errors.Join(failed...)
@@ -180,7 +185,7 @@ func gcRun(opts *GCOptions) error {
 func gcFlags(opts *GCOptions) string {
 	var f []string
 	if opts.Policy.OlderThan > 0 {
-		f = append(f, "--older-than", opts.Policy.OlderThan.String())
+		f = append(f, "--older-than", shquote.Paste(opts.OlderThan))
 	}
 	if opts.Policy.Keep > 0 {
 		f = append(f, "--keep", strconv.Itoa(opts.Policy.Keep))
