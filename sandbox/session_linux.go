@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"log/slog"
+	"os"
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox/interrupt"
@@ -49,10 +50,26 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer u.release()
-	// The host's Nix is asked (or its answers read from the cache) while
-	// the work directory is made and the copy runs: neither needs them.
-	factsc := make(chan hostFacts, 1)
-	go func() { factsc <- readHostFacts(ctx, log) }()
+	// The host's Nix and the store are asked (or their answers read from
+	// the cache) while the work directory is made and the copy runs:
+	// neither needs them.
+	type nixAnswers struct {
+		facts   hostFacts
+		drvPath string
+		drv     *nix.Derivation
+		drvErr  error
+		store   []string
+	}
+	view := func(a *nixAnswers) []string {
+		return storeView(ctx, a.drv, a.drvErr, b.vars, append(mappingSources(a.facts.extra), b.shell), b.tools, log)
+	}
+	answers := make(chan *nixAnswers, 1)
+	go func() {
+		a := &nixAnswers{facts: readHostFacts(ctx, log)}
+		a.drvPath, a.drv, a.drvErr = findDerivation(c.Drv, b.vars)
+		a.store = view(a)
+		answers <- a
+	}()
 
 	// Workspace. From here on the work directory exists: it is removed
 	// (or kept) on every way out, after the sandbox has ended.
@@ -68,13 +85,15 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		}
 		return 0, "", err
 	}
-	facts := <-factsc
-	// After the copy, which can take minutes: the closure is asked of
-	// the store as near to the sandbox's start as can be.
-	var drv *nix.Derivation
-	var drvErr error
-	b.drvPath, drv, drvErr = findDerivation(c.Drv, b.vars)
-	ws.storePaths = storeView(ctx, drv, drvErr, b.vars, append(mappingSources(facts.extra), b.shell), b.tools, log)
+	a := <-answers
+	facts := a.facts
+	b.drvPath, ws.storePaths = a.drvPath, a.store
+	// The copy can take minutes, long enough for a garbage collection
+	// to remove part of the closure: then it is asked again.
+	if gone := missingPath(ws.storePaths); gone != "" {
+		log.Debug("store path gone during the copy; computing the store view again", "path", gone)
+		ws.storePaths = view(a)
+	}
 
 	// Spec: the sandbox the child is to build, from what the parts
 	// above found. Nothing on the host changes between here and the
@@ -98,4 +117,14 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		reportChanges(b.dir, ws.dir.build(), ws.notCopied, c.Changed, log)
 	}
 	return status, "", nil
+}
+
+// missingPath is a path of paths that does not exist, or "".
+func missingPath(paths []string) string {
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err != nil {
+			return p
+		}
+	}
+	return ""
 }
