@@ -25,12 +25,13 @@ import (
 //     three signs are read, any one of which keeps the directory: a
 //     process whose working directory or root is inside it (the
 //     builder runs in /build, a bind of it; seen by device and inode,
-//     through any mount namespace); Nix's lock on one of the build's
-//     outputs (/nix/store/OUT.lock, flock'ed by Nix's PathLocks,
-//     src/libstore/pathlocks.cc, while that output is being built:
-//     every kept directory of that output stays); and, for nix-PID-N
-//     names, the Nix process PID that made the directory, still
-//     running.
+//     through any mount namespace; as root also RunningBuilds' builder
+//     of it, which nbs list marks "running"); Nix's lock on one of the
+//     build's outputs (/nix/store/OUT.lock, flock'ed by Nix's
+//     PathLocks, src/libstore/pathlocks.cc, while that output is being
+//     built: every kept directory of that output stays); and, for
+//     nix-PID-N names, the Nix process PID that made the directory,
+//     still running.
 //
 // A process nbs may not inspect (another user's, when not root) is not
 // seen; such a process's directories are not the caller's to remove
@@ -131,6 +132,15 @@ func markBusy(items []Garbage) {
 			g.Busy = "Nix is building its output " + out
 		} else if b, ok := nix.ParseBuildDir(g.Path); ok && b.PID() > 0 && isNixProcess(b.PID()) {
 			g.Busy = fmt.Sprintf("the Nix process that made it (pid %d) is still running", b.PID())
+		}
+	}
+	// The builds nbs list marks (running) (root only).
+	builds, _ := RunningBuilds()
+	for i := range items {
+		for _, b := range builds {
+			if items[i].Busy == "" && !items[i].Copy && b.Uses(items[i].Dir) {
+				items[i].Busy = fmt.Sprintf("the build of %s runs in it (builder pid %d)", b.Name, b.PID)
+			}
 		}
 	}
 	// Processes inside: walk up from each one's working directory and
