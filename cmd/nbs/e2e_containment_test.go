@@ -10,8 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nix-build-shell/nbs/testdata/escape/report"
 )
 
 // TestContainment is issue 5's containment proof. A helper
@@ -29,8 +30,8 @@ import (
 // the network, inject keystrokes into the terminal nbs runs in, write
 // the nbs binary through /proc/PID/exe, see host files, gain privileges
 // (set-id bits, remounting the store read-write, also from a nested user
-// namespace), and signal or trace processes outside. It prints one
-// `attempt = result` line each; every attempt must fail. The test also
+// namespace), and signal or trace processes outside. It reports one
+// record per check (testdata/escape/report); every attempt must fail. The test also
 // looks from the host side: the store paths are intact, the listeners
 // got nothing, the terminal's input queue is empty, the canary process
 // lives, nothing lingers. It runs for each way of running nbs, root
@@ -64,30 +65,6 @@ func escCopy(t *testing.T, kept string) string {
 	}
 	escBuild(t, filepath.Join(dir, "escape"))
 	return dir
-}
-
-// escBuild builds the escape helper (static) as out.
-func escBuild(t *testing.T, out string) {
-	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goBin, "build", "-o", out, "./testdata/escape")
-	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the escape helper: %v\n%s", err, out)
-	}
-	os.Chmod(out, 0o755)
-}
-
-// escFileID is a file's major:minor:inode, as the helper prints the
-// executables and mappings it sees: bind mounts keep the device.
-func escFileID(t *testing.T, path string) string {
-	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%d:%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
 }
 
 // escCommand is nbs as r runs it (see runNBS), with a private TMPDIR, a
@@ -139,104 +116,6 @@ func escProbe(t *testing.T, cmd *exec.Cmd) (stdout, stderr *bytes.Buffer, nbsPid
 	return stdout, stderr, nbsPid, escStatus(t, cmd.Wait())
 }
 
-// escResults are the helper's `attempt = result` lines.
-type escResults map[string]string
-
-func escParse(t *testing.T, out string) escResults {
-	t.Helper()
-	res := escResults{}
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimRight(line, "\r")
-		k, v, ok := strings.Cut(line, " = ")
-		if !ok {
-			continue
-		}
-		if _, dup := res[k]; dup {
-			t.Errorf("the helper printed %q twice", k)
-		}
-		res[k] = v
-	}
-	for k := range res {
-		if strings.HasPrefix(k, "watchdog ") {
-			t.Errorf("the helper hung and its watchdog ended it (%s)", k)
-		}
-	}
-	return res
-}
-
-func (e escResults) want(t *testing.T, key, want string) {
-	t.Helper()
-	got, ok := e[key]
-	switch {
-	case !ok:
-		t.Errorf("%s: no result (the attempt was not made)", key)
-	case got != want:
-		t.Errorf("%s = %q, want %q", key, got, want)
-	}
-}
-
-func (e escResults) keys(re string) []string {
-	m := regexp.MustCompile(re)
-	var ks []string
-	for k := range e {
-		if m.MatchString(k) {
-			ks = append(ks, k)
-		}
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-var escErrno = regexp.MustCompile(`^E[A-Z0-9]+$`)
-
-// blocked asserts that the attempt was made and failed with one of the
-// errnos (any errno when none is given).
-func (e escResults) blocked(t *testing.T, key string, errnos ...string) {
-	t.Helper()
-	got, ok := e[key]
-	if !ok {
-		t.Errorf("%s: no result (the attempt was not made)", key)
-		return
-	}
-	if strings.HasPrefix(got, "not tried") {
-		t.Errorf("%s: %s", key, got)
-		return
-	}
-	if !escErrno.MatchString(got) {
-		t.Errorf("ESCAPE: %s succeeded: %s", key, got)
-		return
-	}
-	if len(errnos) > 0 && !escContains(errnos, got) {
-		t.Errorf("%s = %s, want %s", key, got, strings.Join(errnos, " or "))
-	}
-}
-
-func escContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// escFacts are the lines of the probe that report what the sandbox
-// looks like rather than an attempt; every other line is an attempt and
-// must have failed.
-var escFacts = regexp.MustCompile(`^(nested )?(` + strings.Join([]string{
-	`fds`, `fd \d+`, `status \w+`, `ls .*`, `proc 1 root`, `proc 1 root is /`, `mount .*`,
-	`store entries`, `store \S+ (mount|writable)`, `store dir mkdir`,
-	`net interfaces`, `net routes .*`, `ip route`, `net tcp 192\.0\.2\.1:9 immediate`,
-	// A datagram to the sandbox's own loopback is sent; the test
-	// checks that the host's socket got nothing.
-	`net udp 127\.0\.0\.1:\d+`,
-	`tty fd \d`, `tty injections accepted`, `tty own queue`,
-	`ptmx type`, `ptmx pty devpts`, `ptmx pty in /dev/pts`,
-	`proc \d+ (exe|maps)`, `pids visible`, `setid files`, `test file mode`,
-	`make-rprivate /`, `bind \S+`, `chroot escape`, `userns`,
-	`ppid`, `host pids given`, `ptrace \d+`, `plant links`,
-}, "|") + `)$`)
-
 const escRoot = "bin build dev etc nix proc tmp"
 
 // escAttempts runs every attempt but kill(-1) and the terminal ones on
@@ -284,15 +163,15 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 	}
 	e := escParse(t, stdout.String())
 	if testing.Verbose() {
-		t.Logf("the helper's results:\n%s", stdout.String())
+		t.Logf("the helper's results:\n%s", e)
 	}
 
 	t.Run("every attempt failed", func(t *testing.T) {
 		n := 0
-		for k := range e {
-			if !escFacts.MatchString(k) {
+		for k, r := range e.rs {
+			if !r.Check.Fact() {
 				n++
-				e.blocked(t, k)
+				escBlocked(t, e.rs, k)
 			}
 		}
 		if n < 50 {
@@ -300,61 +179,64 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 		}
 	})
 
+	nested := e.inNested()
 	t.Run("store", func(t *testing.T) {
-		entries := strings.Fields(e["store entries"])
+		entries := strings.Fields(e.result(report.StoreEntries, ""))
 		if len(entries) == 0 {
-			t.Fatalf("no store paths inside: %q", e["store entries"])
+			t.Fatalf("no store paths inside: %q", e.result(report.StoreEntries, ""))
 		}
 		for _, n := range entries {
-			e.want(t, "store "+n+" mount", "ro")
-			if w := e["store "+n+" writable"]; !strings.HasPrefix(w, "none of") {
+			e.want(t, report.StoreMount, n, "ro")
+			if w := e.result(report.StoreWritable, n); !strings.HasPrefix(w, "none of") {
 				t.Errorf("ESCAPE: writable in /nix/store/%s: %s", n, w)
 			}
-			e.blocked(t, "store "+n+" chmod")
-			e.blocked(t, "store "+n+" rename")
-			e.blocked(t, "remount rw /nix/store/"+n, "EPERM")
-			e.blocked(t, "mount_setattr -ro /nix/store/"+n, "EPERM")
+			e.blocked(t, report.StoreChmod, n)
+			e.blocked(t, report.StoreRename, n)
+			e.blocked(t, report.Remount, "/nix/store/"+n, "EPERM")
+			e.blocked(t, report.MountSetattr, "/nix/store/"+n, "EPERM")
 			// Also as root of a nested user namespace: the mount is
 			// locked read-only.
-			e.blocked(t, "nested remount rw /nix/store/"+n, "EPERM")
-			e.blocked(t, "nested mount_setattr -ro /nix/store/"+n, "EPERM")
-			e.blocked(t, "nested umount /nix/store/"+n)
+			nested.blocked(t, report.Remount, "/nix/store/"+n, "EPERM")
+			nested.blocked(t, report.MountSetattr, "/nix/store/"+n, "EPERM")
+			nested.blocked(t, report.Umount, "/nix/store/"+n)
 			// The host's copy is what the store's database says.
 			if out, err := exec.Command("nix-store", "--verify-path", "/nix/store/"+n).CombinedOutput(); err != nil {
 				t.Errorf("ESCAPE: nix-store --verify-path /nix/store/%s: %v\n%s", n, err, out)
 			}
 		}
-		for _, k := range []string{"remount rw /", "mount_setattr -ro /", "remount rw /bin/sh", "nested remount rw /", "nested remount rw /bin/sh"} {
-			e.blocked(t, k, "EPERM")
-		}
-		e.want(t, "nested userns", "ok")
-		e.want(t, "nested status Uid", "0 0 0 0")
-		if c := e["nested status CapEff"]; c == "" || strings.Trim(c, "0") == "" {
+		e.blocked(t, report.Remount, "/", "EPERM")
+		e.blocked(t, report.MountSetattr, "/", "EPERM")
+		e.blocked(t, report.Remount, "/bin/sh", "EPERM")
+		nested.blocked(t, report.Remount, "/", "EPERM")
+		nested.blocked(t, report.Remount, "/bin/sh", "EPERM")
+		e.want(t, report.NestedUserns, "", "ok")
+		nested.want(t, report.Status, "Uid", "0 0 0 0")
+		if c := nested.result(report.Status, "CapEff"); c == "" || strings.Trim(c, "0") == "" {
 			t.Errorf("nested CapEff = %q: the nested attempts ran without capabilities", c)
 		}
 		// The store dir is private: made inside, absent outside.
-		e.want(t, "store dir mkdir", "ok")
+		e.want(t, report.StoreDirMkdir, "", "ok")
 		for _, p := range []string{"/nix/store/nbs-escape-" + nonce, "/nix/store/nbs-escape-link-" + nonce} {
 			if _, err := os.Lstat(p); err == nil {
 				t.Errorf("ESCAPE: %s, made in the sandbox, is in the host's store", p)
 			}
 		}
-		e.want(t, "ls /nix", "store")
+		e.want(t, report.Ls, "/nix", "store")
 	})
 
 	t.Run("network", func(t *testing.T) {
-		e.want(t, "net interfaces", "lo")
-		e.want(t, "net routes v4", "0")
-		e.want(t, "net routes v6 not via lo", "0")
-		e.want(t, "ip route", "")
+		e.want(t, report.NetInterfaces, "", "lo")
+		e.want(t, report.NetRoutesV4, "", "0")
+		e.want(t, report.NetRoutesV6, "", "0")
+		e.want(t, report.IPRoute, "", "")
 		port := tcp.Addr().(*net.TCPAddr).Port
-		e.blocked(t, fmt.Sprintf("net tcp 127.0.0.1:%d", port), "ECONNREFUSED")
-		e.blocked(t, fmt.Sprintf("net tcp [::1]:%d", port), "ECONNREFUSED")
-		e.blocked(t, "net tcp 192.0.2.1:9", "ENETUNREACH")
-		e.want(t, "net tcp 192.0.2.1:9 immediate", "true")
-		e.blocked(t, "net udp 192.0.2.1:9", "ENETUNREACH")
-		e.blocked(t, "net unix @"+abstract, "ECONNREFUSED")
-		e.blocked(t, "net unix nix-daemon", "ENOENT")
+		e.blocked(t, report.NetTCP, fmt.Sprintf("127.0.0.1:%d", port), "ECONNREFUSED")
+		e.blocked(t, report.NetTCP, fmt.Sprintf("[::1]:%d", port), "ECONNREFUSED")
+		e.blocked(t, report.NetTCP, report.TestNet, "ENETUNREACH")
+		e.want(t, report.NetTCPImmediate, report.TestNet, "true")
+		e.blocked(t, report.NetUDP, report.TestNet, "ENETUNREACH")
+		e.blocked(t, report.NetUnix, "@"+abstract, "ECONNREFUSED")
+		e.blocked(t, report.NetUnix, report.DaemonSocket, "ENOENT")
 		// Nothing arrived at the host's listeners.
 		tcp.(*net.TCPListener).SetDeadline(time.Now().Add(200 * time.Millisecond))
 		if c, err := tcp.Accept(); err == nil {
@@ -375,73 +257,67 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 	t.Run("terminal", func(t *testing.T) {
 		// Pipes as stdio, no controlling terminal.
 		for fd := 0; fd <= 2; fd++ {
-			e.want(t, fmt.Sprintf("tty fd %d", fd), "not a terminal")
-			e.blocked(t, fmt.Sprintf("tty inject fd %d", fd), "ENOTTY")
+			e.want(t, report.TTY, strconv.Itoa(fd), "not a terminal")
+			e.blocked(t, report.TTYInject, strconv.Itoa(fd), "ENOTTY")
 		}
-		e.blocked(t, "tty inject /dev/tty", "ENXIO")
-		e.want(t, "tty injections accepted", "0")
+		e.blocked(t, report.TTYInject, "/dev/tty", "ENXIO")
+		e.want(t, report.TTYInjected, "", "0")
 		// /dev/ptmx is a character device (a bind of the sandbox's
 		// pts/ptmx) whose ptys come from the sandbox's own devpts
 		// instance, not from the host's.
-		e.want(t, "ptmx type", "char 5:2")
-		e.want(t, "ptmx pty in /dev/pts", "true")
+		e.want(t, report.PtmxType, "", "char 5:2")
+		e.want(t, report.PtmxInPts, "", "true")
 		var host unix.Stat_t
 		if err := unix.Stat("/dev/pts", &host); err != nil {
 			t.Fatal(err)
 		}
-		if e["ptmx pty devpts"] == fmt.Sprintf("%d:%d", unix.Major(host.Dev), unix.Minor(host.Dev)) {
-			t.Errorf("ESCAPE: /dev/ptmx inside allocates in the host's devpts (%s)", e["ptmx pty devpts"])
+		if d := e.result(report.PtmxDevpts, ""); d == fmt.Sprintf("%d:%d", unix.Major(host.Dev), unix.Minor(host.Dev)) {
+			t.Errorf("ESCAPE: /dev/ptmx inside allocates in the host's devpts (%s)", d)
 		}
 	})
 
 	t.Run("nbs binary", func(t *testing.T) {
-		pids := e.keys(`^proc \d+ exe$`)
+		pids := escNotNBS(t, e, nbsID)
 		if len(pids) == 0 {
 			t.Fatal("no process visible")
 		}
-		for _, k := range pids {
-			f := strings.Fields(e[k])
-			if len(f) == 0 || f[len(f)-1] == nbsID || strings.Contains(e[k], filepath.Base(filepath.Dir(nbsBin))) {
-				t.Errorf("ESCAPE: %s is the nbs binary (%s): %s", k, nbsID, e[k])
+		for _, pid := range pids {
+			if exe := e.result(report.ProcExe, pid); strings.Contains(exe, filepath.Base(filepath.Dir(nbsBin))) {
+				t.Errorf("ESCAPE: process %s runs the nbs binary (%s): %s", pid, nbsID, exe)
 			}
-			for _, m := range []string{"write", "rdwr", "append"} {
-				e.blocked(t, k+" "+m)
-			}
-			maps := strings.TrimSuffix(k, " exe") + " maps"
-			if escContains(strings.Fields(e[maps]), nbsID) {
-				t.Errorf("ESCAPE: %s maps the nbs binary (%s)", strings.TrimSuffix(k, " exe"), nbsID)
+			if slices.Contains(strings.Fields(e.result(report.ProcMaps, pid)), nbsID) {
+				t.Errorf("ESCAPE: process %s maps the nbs binary (%s)", pid, nbsID)
 			}
 		}
-		e.want(t, "fds", "0 1 2")
+		e.want(t, report.FDs, "", "0 1 2")
 	})
 
 	t.Run("host paths", func(t *testing.T) {
-		for _, p := range []string{"/home", "/root", "/etc/shadow", "/var", "/usr", "/sys", "/run", "/nix/var", "/etc/nix", "/proc/1/root/home", "/tmp/" + marker} {
-			e.blocked(t, "host "+p, "ENOENT")
+		for _, p := range append(escHostPaths, "/proc/1/root/home", "/tmp/"+marker) {
+			e.blocked(t, report.Host, p, "ENOENT")
 		}
-		e.want(t, "ls /", escRoot)
-		e.want(t, "ls /../../..", escRoot)
-		e.want(t, "ls /tmp", "")
-		e.want(t, "proc 1 root", "/")
-		e.want(t, "ls /proc/1/root", escRoot)
-		e.want(t, "proc 1 root is /", "true")
-		e.want(t, "nested chroot escape", escRoot)
-		e.blocked(t, "open_by_handle_at fs root")
-		e.blocked(t, "nested open_by_handle_at fs root")
-		e.blocked(t, "nested open_by_handle_at /tmp via /build")
-		allowed := regexp.MustCompile(`^mount (/|/bin/sh|/build|/tmp|/proc|/dev/(full|null|random|tty|urandom|zero|kvm|ptmx|pts|shm)|/nix/store|/nix/store/[^/]+)$`)
-		mounts := e.keys(`^mount /`)
+		e.want(t, report.Ls, "/", escRoot)
+		e.want(t, report.Ls, "/../../..", escRoot)
+		e.want(t, report.Ls, "/tmp", "")
+		e.want(t, report.Proc1Root, "", "/")
+		e.want(t, report.Ls, "/proc/1/root", escRoot)
+		e.want(t, report.Proc1RootIsMe, "", "true")
+		nested.want(t, report.ChrootEscape, "", escRoot)
+		e.blocked(t, report.HandleFSRoot, "")
+		nested.blocked(t, report.HandleFSRoot, "")
+		nested.blocked(t, report.HandleTmp, "")
+		mounts := e.args(report.Mount)
 		if len(mounts) == 0 {
 			t.Error("no mounts listed")
 		}
-		for _, k := range mounts {
-			if !allowed.MatchString(k) {
-				t.Errorf("a mount outside the mount plan: %s = %s", k, e[k])
+		for _, p := range mounts {
+			m := e.result(report.Mount, p)
+			if !escPlanned(p) {
+				t.Errorf("a mount outside the mount plan: %s = %s", p, m)
 			}
-			p := strings.TrimPrefix(k, "mount ")
 			if p == "/" || p == "/bin/sh" || strings.HasPrefix(p, "/nix/store/") {
-				if f := strings.Fields(e[k]); len(f) < 2 || !strings.HasPrefix(f[1], "ro") {
-					t.Errorf("ESCAPE: %s is not read-only: %s", p, e[k])
+				if f := strings.Fields(m); len(f) < 2 || !strings.HasPrefix(f[1], "ro") {
+					t.Errorf("ESCAPE: %s is not read-only: %s", p, m)
 				}
 			}
 		}
@@ -449,59 +325,47 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 
 	t.Run("privileges", func(t *testing.T) {
 		escNoPrivileges(t, e)
-		e.want(t, "test file mode", "0755")
-		// Nix's filter fails the xattr calls with ENOTSUP; setxattrat
-		// (Linux 6.13) is newer than Nix's list and must fail the same
-		// way, also for root of a nested user namespace, who could
-		// otherwise set a file capability.
-		for _, p := range []string{"", "nested "} {
-			for _, name := range []string{"user.nbs", "security.capability"} {
-				for _, c := range []string{"setxattr", "lsetxattr", "fsetxattr", "setxattrat", "setxattrat fd"} {
-					e.blocked(t, p+c+" "+name, "ENOTSUP")
-				}
-			}
-		}
-		e.want(t, "setid files", "none")
-		e.blocked(t, "setresuid 0")
-		e.blocked(t, "mknod block device", "EPERM")
-		e.blocked(t, "nested mknod block device", "EPERM")
-		e.blocked(t, "chroot", "EPERM")
+		e.want(t, report.TestFileMode, "", "0755")
+		// Also for root of a nested user namespace, who could otherwise
+		// set a file capability.
+		escNoXattrs(t, e)
+		escNoXattrs(t, nested)
+		e.want(t, report.SetidFiles, "", "none")
+		e.blocked(t, report.Setresuid, "")
+		e.blocked(t, report.Mknod, "", "EPERM")
+		nested.blocked(t, report.Mknod, "", "EPERM")
+		e.blocked(t, report.Chroot, "", "EPERM")
 	})
 
 	t.Run("processes", func(t *testing.T) {
-		visible := strings.Fields(e["pids visible"])
+		visible := strings.Fields(e.result(report.PidsVisible, ""))
 		for _, p := range []int{os.Getpid(), nbsPid} {
-			if escContains(visible, strconv.Itoa(p)) {
+			if slices.Contains(visible, strconv.Itoa(p)) {
 				t.Errorf("host pid %d is visible inside: %v", p, visible)
 			}
 		}
-		e.want(t, "ppid", "1")
-		e.want(t, "host pids given", "nbs test")
-		for _, who := range []string{"nbs", "test"} {
-			e.blocked(t, "host pid "+who+" kill 0", "ESRCH")
-			e.blocked(t, "host pid "+who+" ptrace attach", "ESRCH")
-			e.blocked(t, "host pid "+who+" pidfd_open", "ESRCH")
-			e.blocked(t, "host pid "+who+" /proc", "ENOENT")
-		}
+		e.want(t, report.PPid, "", "1")
+		e.want(t, report.HostPidsGiven, "", "nbs test")
+		escNoHostProcesses(t, e)
 		// ptrace reaches sandbox processes only: the shell and the
 		// helper, never nbs.
-		traced := e.keys(`^ptrace \d+$`)
+		traced := e.args(report.Ptrace)
 		if len(traced) == 0 {
 			t.Error("no ptrace attempt")
 		}
-		for _, k := range traced {
-			v := e[k]
-			if escErrno.MatchString(v) {
+		for _, pid := range traced {
+			r, _ := e.get(report.Ptrace, pid)
+			if r.Outcome == report.Errno {
 				continue
 			}
-			if v != "ok: /bin/sh" && v != "ok: /build/escape" {
-				t.Errorf("ESCAPE: %s = %s: traced a process that is not the sandbox's shell or helper", k, v)
+			if r.Outcome != report.OK || (r.Detail != "/bin/sh" && r.Detail != "/build/escape") {
+				t.Errorf("ESCAPE: %s: traced a process that is not the sandbox's shell or helper", r)
 			}
 		}
 	})
 
 	t.Run("copy removal", func(t *testing.T) {
-		e.want(t, "plant links", "ok")
+		e.want(t, report.PlantLinks, "", "ok")
 		if b, err := os.ReadFile(canary); err != nil || string(b) != "keep me\n" {
 			t.Errorf("ESCAPE: a host file that links in /build and /tmp pointed to is gone or changed after nbs removed the copy: %q, %v", b, err)
 		}
@@ -509,25 +373,19 @@ func escAttempts(t *testing.T, r runner, dir, nbsID string) {
 	})
 }
 
-// escNoPrivileges: the helper ran as uid 1000 with no_new_privs, Nix's
-// seccomp filter and no capabilities.
-func escNoPrivileges(t *testing.T, e escResults) {
-	t.Helper()
-	e.want(t, "status NoNewPrivs", "1")
-	e.want(t, "status Seccomp", "2")
-	for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
-		e.want(t, "status "+c, "0000000000000000")
+// escPlanned says whether p is a mount point of the sandbox's mount
+// plan: the root, /bin/sh, /build, /tmp, /proc, the devices and the
+// store paths.
+func escPlanned(p string) bool {
+	switch p {
+	case "/", "/bin/sh", "/build", "/tmp", "/proc", "/nix/store":
+		return true
 	}
-	e.want(t, "status Uid", "1000 1000 1000 1000")
-	for _, k := range []string{"chmod 04755", "chmod 02755", "fchmod 04755", "fchmodat 04755", "chmod syscall 04755", "fchmodat2 04755"} {
-		// Nix's seccomp filter fails them with EPERM. fchmodat2
-		// (Linux 6.6) is the same call by another number: Nix
-		// filters it from 2.22 (and 2.18.3) on, Nix 2.8 does not
-		// (a real Nix 2.8 build sets 04755 with it). No build
-		// needs a set-id bit: nbs must refuse it whatever the
-		// host's Nix version.
-		e.blocked(t, k, "EPERM", "ENOSYS")
+	if dev, ok := strings.CutPrefix(p, "/dev/"); ok {
+		return slices.Contains([]string{"full", "null", "random", "tty", "urandom", "zero", "kvm", "ptmx", "pts", "shm"}, dev)
 	}
+	name, ok := strings.CutPrefix(p, "/nix/store/")
+	return ok && name != "" && !strings.Contains(name, "/")
 }
 
 // escKill: kill(-1, SIGKILL) from PID 1 and from another sandbox process
@@ -580,30 +438,30 @@ func escKill(t *testing.T, r runner, dir string) {
 	if code != 42 {
 		t.Errorf("nbs exited with %d, want the sandbox's 42\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
-	e.want(t, "pid", "1")
+	e.want(t, report.Pid, "", "1")
 	// The canaries run as the host uid the sandbox runs as.
 	var want []string
 	for _, u := range uids {
 		want = append(want, strconv.Itoa(u))
 	}
-	if f := strings.Fields(e["uid_map"]); len(f) != 3 || !escContains(want, f[1]) {
-		t.Errorf("uid_map = %q: the sandbox's host uid has no canary (%v)", e["uid_map"], want)
+	if m := e.result(report.UIDMap, ""); len(strings.Fields(m)) != 3 || !slices.Contains(want, strings.Fields(m)[1]) {
+		t.Errorf("uid_map = %q: the sandbox's host uid has no canary (%v)", m, want)
 	}
-	killers := e.keys(`^kill -1 from pid \d+$`)
+	killers := e.args(report.KillAll)
 	if len(killers) != 2 {
-		t.Errorf("kill -1 was made from %v, want PID 1 and a child", killers)
+		t.Errorf("kill -1 was made from pids %v, want PID 1 and a child", killers)
 	}
-	for _, k := range killers {
-		e.want(t, k, "ok")
+	for _, pid := range killers {
+		e.want(t, report.KillAll, pid, "ok")
 	}
 	// kill(-1) works inside, on the sandbox's own processes.
-	e.want(t, "sleepers after kill -1 from a child", "signal: killed, signal: killed")
-	e.want(t, "sleeper after kill -1 from pid 1", "signal: killed")
+	e.want(t, report.KilledFromChild, "", "signal: killed, signal: killed")
+	e.want(t, report.KilledFromPID1, "", "signal: killed")
 	for _, p := range pids {
-		e.blocked(t, "kill host canary "+p, "ESRCH")
+		e.blocked(t, report.KillHostCanary, p, "ESRCH")
 	}
-	e.blocked(t, "kill 0 host test", "ESRCH")
-	e.want(t, "linger", "ok")
+	e.blocked(t, report.KillHostTest, "", "ESRCH")
+	e.want(t, report.Linger, "", "ok")
 	for _, c := range canaries {
 		select {
 		case <-c.done:
@@ -757,13 +615,14 @@ func escTIOCSTI(t *testing.T, r runner, enter ...string) {
 			}
 			code := escStatus(t, cmd.Wait())
 			// Everything nbs relayed is on its way to the master: wait
-			// for the helper's last line ("tty own queue"), which the
-			// kernel passes on a moment after nbs wrote it.
-			last := regexp.MustCompile(`(^|\n)tty own queue = [^\n]*\n`)
+			// for the helper's last record (report.TTYOwnQueue), which
+			// the kernel passes on a moment after nbs wrote it.
 			eventually(func() bool {
 				mu.Lock()
 				defer mu.Unlock()
-				return last.MatchString(stdout.String() + screen.String())
+				rs, _ := report.Parse(stdout.String() + screen.String())
+				_, ok := rs[report.Key{Check: report.TTYOwnQueue}]
+				return ok
 			})
 			master.SetReadDeadline(time.Now())
 			<-readDone
@@ -775,7 +634,7 @@ func escTIOCSTI(t *testing.T, r runner, enter ...string) {
 			}
 			e := escParse(t, out)
 			if testing.Verbose() {
-				t.Logf("the helper's results:\n%s", out)
+				t.Logf("the helper's results:\n%s", e)
 			}
 
 			// The terminal nbs runs in: its input queue must be empty.
@@ -783,18 +642,18 @@ func escTIOCSTI(t *testing.T, r runner, enter ...string) {
 				t.Errorf("ESCAPE: the terminal nbs runs in has input nobody typed: %q", q)
 			}
 			for fd := 0; fd <= 2; fd++ {
-				k := fmt.Sprintf("tty fd %d", fd)
+				arg := strconv.Itoa(fd)
 				switch {
 				case c.fds != "":
-					e.want(t, k, c.fds)
+					e.want(t, report.TTY, arg, c.fds)
 				case fd == 0 && c.stdinTTY:
 					// Handed through by design; it must still not
 					// take keystrokes.
-					if !strings.HasPrefix(e[k], "foreign terminal") {
-						t.Errorf("%s = %q, want the terminal nbs was given", k, e[k])
+					if k := e.result(report.TTY, arg); !strings.HasPrefix(k, "foreign terminal") {
+						t.Errorf("tty fd %d = %q, want the terminal nbs was given", fd, k)
 					}
 				default:
-					e.want(t, k, "not a terminal")
+					e.want(t, report.TTY, arg, "not a terminal")
 				}
 			}
 			if c.fds == "sandbox pty" {
@@ -802,7 +661,7 @@ func escTIOCSTI(t *testing.T, r runner, enter ...string) {
 				// found there exactly once: an injection that reached
 				// the outer terminal would come back through nbs's
 				// relay as one more.
-				e.want(t, "tty own queue", e["tty injections accepted"])
+				e.want(t, report.TTYOwnQueue, "", e.result(report.TTYInjected, ""))
 				return
 			}
 			for fd := 0; fd <= 2; fd++ {
@@ -812,13 +671,13 @@ func escTIOCSTI(t *testing.T, r runner, enter ...string) {
 					// dev.tty.legacy_tiocsti = 0.
 					want = []string{"EPERM", "EIO"}
 				}
-				e.blocked(t, fmt.Sprintf("tty inject fd %d", fd), want...)
+				e.blocked(t, report.TTYInject, strconv.Itoa(fd), want...)
 				if c.stealFails {
-					e.blocked(t, fmt.Sprintf("tty fd %d TIOCSCTTY steal", fd))
+					e.blocked(t, report.TTYSteal, strconv.Itoa(fd))
 				}
 			}
-			e.blocked(t, "tty inject /dev/tty", "ENXIO")
-			e.want(t, "tty injections accepted", "0")
+			e.blocked(t, report.TTYInject, "/dev/tty", "ENXIO")
+			e.want(t, report.TTYInjected, "", "0")
 			assertCleanTmp(t, result{tmp: tmp})
 		})
 	}

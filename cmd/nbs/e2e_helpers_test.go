@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +19,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nix-build-shell/nbs/testdata/escape/report"
 )
 
 // The end-to-end tests run the real nbs binary against build directories
@@ -239,4 +244,196 @@ func treeSum(t *testing.T, dir string) string {
 	lines := strings.Split(string(out), "\n")
 	sort.Strings(lines)
 	return strings.Join(lines, "\n") + string(sums)
+}
+
+// The escape helper (testdata/escape) tries, inside a sandbox, to break
+// out; it reports one record per check (testdata/escape/report). The
+// containment tests of nbs shell and nbs attach read them back here.
+
+// escBuild builds the escape helper (static) as out.
+func escBuild(t *testing.T, out string) {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(goBin, "build", "-o", out, "./testdata/escape")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the escape helper: %v\n%s", err, out)
+	}
+	os.Chmod(out, 0o755)
+}
+
+// escFileID is a file's major:minor:inode, as the helper reports the
+// executables and mappings it sees: bind mounts keep the device.
+func escFileID(t *testing.T, path string) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d:%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+}
+
+// escResults are the helper's records, read at the sandbox's own level
+// or, through nested, at that of its nested user namespace.
+type escResults struct {
+	rs     report.Results
+	nested bool
+}
+
+// escParse reads the helper's output; a garbled or repeated record, or
+// a watchdog's, is an error.
+func escParse(t *testing.T, out string) escResults {
+	t.Helper()
+	rs, errs := report.Parse(out)
+	for _, err := range errs {
+		t.Error(err)
+	}
+	for k := range rs {
+		if k.Check == report.Watchdog {
+			t.Errorf("the helper hung and its watchdog ended it (%s)", k)
+		}
+	}
+	return escResults{rs: rs}
+}
+
+// String lists the records, one `check arg = result` a line.
+func (e escResults) String() string {
+	var ls []string
+	for _, r := range e.rs {
+		ls = append(ls, r.String())
+	}
+	sort.Strings(ls)
+	return strings.Join(ls, "\n")
+}
+
+// inNested reads the records of the nested user namespace.
+func (e escResults) inNested() escResults {
+	e.nested = true
+	return e
+}
+
+func (e escResults) key(c report.Check, arg string) report.Key {
+	return report.Key{Check: c, Arg: arg, Nested: e.nested}
+}
+
+// get is c's record on arg; ok is false where it was not made.
+func (e escResults) get(c report.Check, arg string) (r report.Record, ok bool) {
+	r, ok = e.rs[e.key(c, arg)]
+	return r, ok
+}
+
+// result is c's result on arg in a word (report.Record.Result), "" where
+// it was not made.
+func (e escResults) result(c report.Check, arg string) string {
+	r, _ := e.get(c, arg)
+	return r.Result()
+}
+
+// args lists what c was applied to.
+func (e escResults) args(c report.Check) []string { return e.rs.Args(c, e.nested) }
+
+// want asserts that c was made on arg with the result want.
+func (e escResults) want(t *testing.T, c report.Check, arg, want string) {
+	t.Helper()
+	k := e.key(c, arg)
+	r, ok := e.rs[k]
+	switch {
+	case !ok:
+		t.Errorf("%s: no result (the attempt was not made)", k)
+	case r.Result() != want:
+		t.Errorf("%s = %q, want %q", k, r.Result(), want)
+	}
+}
+
+// blocked asserts that the attempt c on arg was made and failed with one
+// of the errnos (any errno when none is given).
+func (e escResults) blocked(t *testing.T, c report.Check, arg string, errnos ...string) {
+	t.Helper()
+	escBlocked(t, e.rs, e.key(c, arg), errnos...)
+}
+
+func escBlocked(t *testing.T, rs report.Results, k report.Key, errnos ...string) {
+	t.Helper()
+	r, ok := rs[k]
+	switch {
+	case !ok:
+		t.Errorf("%s: no result (the attempt was not made)", k)
+	case r.Outcome == report.NotTried:
+		t.Errorf("%s: %s", k, r.Result())
+	case r.Outcome != report.Errno:
+		t.Errorf("ESCAPE: %s succeeded: %s", k, r.Result())
+	case len(errnos) > 0 && !slices.Contains(errnos, r.Errno):
+		t.Errorf("%s = %s, want %s", k, r.Errno, strings.Join(errnos, " or "))
+	}
+}
+
+// escNoPrivileges: the helper ran as uid 1000 with no_new_privs, Nix's
+// seccomp filter and no capabilities, and could set no set-id bit.
+func escNoPrivileges(t *testing.T, e escResults) {
+	t.Helper()
+	e.want(t, report.Status, "NoNewPrivs", "1")
+	e.want(t, report.Status, "Seccomp", "2")
+	for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
+		e.want(t, report.Status, c, "0000000000000000")
+	}
+	e.want(t, report.Status, "Uid", "1000 1000 1000 1000")
+	for _, c := range []struct {
+		check report.Check
+		mode  string
+	}{{report.Chmod, "04755"}, {report.Chmod, "02755"}, {report.Fchmod, "04755"}, {report.Fchmodat, "04755"},
+		{report.ChmodSyscall, "04755"}, {report.Fchmodat2, "04755"}} {
+		// Nix's seccomp filter fails them with EPERM. fchmodat2
+		// (Linux 6.6) is the same call by another number: Nix
+		// filters it from 2.22 (and 2.18.3) on, Nix 2.8 does not
+		// (a real Nix 2.8 build sets 04755 with it). No build
+		// needs a set-id bit: nbs must refuse it whatever the
+		// host's Nix version.
+		e.blocked(t, c.check, c.mode, "EPERM", "ENOSYS")
+	}
+}
+
+// escNoXattrs: Nix's filter fails the xattr calls with ENOTSUP;
+// setxattrat (Linux 6.13) is newer than Nix's list and must fail the
+// same way.
+func escNoXattrs(t *testing.T, e escResults) {
+	t.Helper()
+	for _, name := range []string{report.XattrUser, report.XattrCapability} {
+		for _, c := range []report.Check{report.Setxattr, report.Lsetxattr, report.Fsetxattr, report.Setxattrat, report.SetxattratFD} {
+			e.blocked(t, c, name, "ENOTSUP")
+		}
+	}
+}
+
+// escHostPaths are host paths that the sandbox must not show.
+var escHostPaths = []string{"/home", "/root", "/etc/shadow", "/var", "/usr", "/sys", "/run", "/nix/var", "/etc/nix"}
+
+// escNoHostProcesses: the host pids of nbs and of the test, which the
+// helper was told, are out of its reach.
+func escNoHostProcesses(t *testing.T, e escResults) {
+	t.Helper()
+	for _, who := range []string{"nbs", "test"} {
+		e.blocked(t, report.HostPidKill0, who, "ESRCH")
+		e.blocked(t, report.HostPidPtrace, who, "ESRCH")
+		e.blocked(t, report.HostPidPidfd, who, "ESRCH")
+		e.blocked(t, report.HostPidProc, who, "ENOENT")
+	}
+}
+
+// escNotNBS checks every process the helper saw: none runs the nbs
+// binary (nbsID, escFileID's), and none's executable could be opened for
+// writing through /proc/PID/exe. It returns their pids.
+func escNotNBS(t *testing.T, e escResults, nbsID string) []string {
+	t.Helper()
+	pids := e.args(report.ProcExe)
+	for _, pid := range pids {
+		exe := e.result(report.ProcExe, pid)
+		if f := strings.Fields(exe); len(f) == 0 || f[len(f)-1] == nbsID {
+			t.Errorf("ESCAPE: process %s runs the nbs binary (%s): %s", pid, nbsID, exe)
+		}
+		for _, c := range []report.Check{report.ProcExeWrite, report.ProcExeRdwr, report.ProcExeAppend} {
+			e.blocked(t, c, pid)
+		}
+	}
+	return pids
 }

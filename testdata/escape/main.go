@@ -6,9 +6,9 @@
 // kept build directory, runs it as /build/escape under `nbs shell` and
 // asserts that every attempt failed.
 //
-// It prints one `attempt = result` line per attempt; the result is "ok"
-// (possibly followed by what was reached) or the errno's name (EROFS,
-// EPERM, …). It never aborts on a blocked attempt and exits 0 (the kill
+// It prints one JSON record a line (package report: the check, what it
+// was applied to, and how it ended: ok, the errno's name, or a value for
+// a fact). It never aborts on a blocked attempt and exits 0 (the kill
 // mode exits with the status it is given), so that the test sees every
 // result. It changes nothing outside the sandbox even when an attempt
 // succeeds: files it manages to open for writing are closed unwritten,
@@ -48,38 +48,87 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nix-build-shell/nbs/testdata/escape/report"
 )
 
-// out prints the result lines; nested prefixes them with "nested ".
-type out struct{ prefix string }
+// out prints the records; nested marks them as made in the nested
+// namespace.
+type out struct{ nested bool }
 
-func (o out) say(key, format string, args ...any) {
-	v := fmt.Sprintf(format, args...)
-	v = strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(v)
-	fmt.Fprintf(os.Stdout, "%s%s = %s\n", o.prefix, key, v)
+func (o out) emit(r report.Record) {
+	r.Nested = o.nested
+	if err := report.Write(os.Stdout, r); err != nil {
+		fmt.Fprintln(os.Stderr, "escape:", err)
+		os.Exit(3)
+	}
 }
 
-// res is the printed result of a call: "ok" or the errno's name.
-func res(err error) string {
-	if err == nil {
-		return "ok"
-	}
+// err reports how the call of check c on arg ended.
+func (o out) err(c report.Check, arg string, err error) {
+	r := report.Record{Check: c, Arg: arg}
 	var en unix.Errno
-	if errors.As(err, &en) {
-		if n := unix.ErrnoName(en); n != "" {
-			return n
-		}
-		return fmt.Sprintf("errno %d", int(en))
+	switch {
+	case err == nil:
+		r.Outcome = report.OK
+	case err == errTimeout:
+		r.Outcome = report.Timeout
+	case errors.As(err, &en) && unix.ErrnoName(en) != "":
+		r.Outcome, r.Errno = report.Errno, unix.ErrnoName(en)
+	default:
+		r.Outcome, r.Detail = report.Error, err.Error()
 	}
-	return "error: " + err.Error()
+	o.emit(r)
 }
+
+// value reports a fact.
+func (o out) value(c report.Check, arg, format string, args ...any) {
+	o.emit(report.Record{Check: c, Arg: arg, Outcome: report.Value, Detail: fmt.Sprintf(format, args...)})
+}
+
+// reached reports a call that went through and what it reached, or how
+// it failed.
+func (o out) reached(c report.Check, arg, what string, err error) {
+	if err != nil {
+		o.err(c, arg, err)
+		return
+	}
+	o.emit(report.Record{Check: c, Arg: arg, Outcome: report.OK, Detail: what})
+}
+
+// list reports the entries of dir as a fact (c: report.Ls, …) or, for
+// an attempt, as what it reached.
+func (o out) list(c report.Check, arg, dir string) {
+	ns, err := listDir(dir)
+	switch {
+	case err != nil:
+		o.err(c, arg, err)
+	case c.Fact():
+		o.value(c, arg, "%s", ns)
+	default:
+		o.reached(c, arg, ns, nil)
+	}
+}
+
+// errText is an error as the records name it: the errno's name where
+// there is one.
+func errText(err error) string {
+	var en unix.Errno
+	if errors.As(err, &en) && unix.ErrnoName(en) != "" {
+		return unix.ErrnoName(en)
+	}
+	return err.Error()
+}
+
+// errTimeout: a connection neither went through nor failed in time.
+var errTimeout = errors.New("timeout")
 
 const payload = "echo INJECTED\n"
 
 func main() {
 	// First, before the Go runtime opens anything of its own: the
 	// descriptors the sandbox handed us.
-	fds := inheritedFDs()
+	fds, fdsErr := inheritedFDs()
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: escape probe|nested|tty|kill|killall|sleep|linger")
 		os.Exit(2)
@@ -87,22 +136,22 @@ func main() {
 	// Nothing here may hang the sandbox (and with it the test).
 	if m := os.Args[1]; m != "sleep" && m != "linger" {
 		time.AfterFunc(60*time.Second, func() {
-			out{}.say("watchdog "+m, "timeout")
+			out{}.emit(report.Record{Check: report.Watchdog, Arg: m, Outcome: report.Timeout})
 			os.Exit(3)
 		})
 	}
 	o := out{}
 	switch os.Args[1] {
 	case "probe":
-		probe(o, fds, os.Args[2:])
+		probe(o, fds, fdsErr, os.Args[2:])
 	case "nested":
-		nested(out{prefix: "nested "}, os.Args[2])
+		nested(out{nested: true}, os.Args[2])
 	case "tty":
 		ttyAttempts(o)
 	case "kill":
 		killMode(o, os.Args[2:])
 	case "killall":
-		o.say(fmt.Sprintf("kill -1 from pid %d", os.Getpid()), "%s", res(unix.Kill(-1, unix.SIGKILL)))
+		o.err(report.KillAll, strconv.Itoa(os.Getpid()), unix.Kill(-1, unix.SIGKILL))
 	case "sleep":
 		time.Sleep(time.Hour)
 	case "linger":
@@ -116,10 +165,10 @@ func main() {
 
 // inheritedFDs lists /proc/self/fd with raw system calls, so that no
 // descriptor of our own (the runtime's poller) shows.
-func inheritedFDs() []string {
+func inheritedFDs() ([]fdInfo, error) {
 	dfd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return []string{"error " + res(err)}
+		return nil, err
 	}
 	defer unix.Close(dfd)
 	buf := make([]byte, 8192)
@@ -131,21 +180,23 @@ func inheritedFDs() []string {
 		}
 		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
-	var fds []string
+	var fds []fdInfo
 	for _, n := range names {
-		if n == strconv.Itoa(dfd) {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd == dfd {
 			continue
 		}
 		target, _ := os.Readlink("/proc/self/fd/" + n)
-		fds = append(fds, n+" "+target)
+		fds = append(fds, fdInfo{fd, target})
 	}
-	sort.Slice(fds, func(i, j int) bool { return atoi(fds[i]) < atoi(fds[j]) })
-	return fds
+	sort.Slice(fds, func(i, j int) bool { return fds[i].fd < fds[j].fd })
+	return fds, nil
 }
 
-func atoi(s string) int {
-	n, _ := strconv.Atoi(strings.Fields(s + " x")[0])
-	return n
+// fdInfo is an inherited descriptor and what it refers to.
+type fdInfo struct {
+	fd     int
+	target string
 }
 
 type probeFlags struct {
@@ -156,7 +207,7 @@ type probeFlags struct {
 	nonce         string
 }
 
-func probe(o out, fds []string, args []string) {
+func probe(o out, fds []fdInfo, fdsErr error, args []string) {
 	var f probeFlags
 	fl := flag.NewFlagSet("probe", flag.ExitOnError)
 	fl.IntVar(&f.port, "port", 0, "TCP port the test listens on at the host's 127.0.0.1")
@@ -174,12 +225,16 @@ func probe(o out, fds []string, args []string) {
 	// closeExtraFDs); a leaked directory descriptor is a way out.
 	var nums []string
 	for _, fd := range fds {
-		nums = append(nums, strings.Fields(fd)[0])
-		if atoi(fd) > 2 {
-			o.say("fd "+strings.Fields(fd)[0], "%s", fd)
+		nums = append(nums, strconv.Itoa(fd.fd))
+		if fd.fd > 2 {
+			o.value(report.FD, strconv.Itoa(fd.fd), "%s", fd.target)
 		}
 	}
-	o.say("fds", "%s", strings.Join(nums, " "))
+	if fdsErr != nil {
+		o.err(report.FDs, "", fdsErr)
+	} else {
+		o.value(report.FDs, "", "%s", strings.Join(nums, " "))
+	}
 
 	status(o)
 	hostPaths(o, f.marker)
@@ -222,7 +277,7 @@ func readHostPids() map[string]int {
 func status(o out) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		o.say("status", "%s", res(err))
+		o.err(report.Setup, "read /proc/self/status", err)
 		return
 	}
 	for _, line := range strings.Split(string(b), "\n") {
@@ -230,30 +285,30 @@ func status(o out) {
 		switch k {
 		case "Uid", "Gid", "CapInh", "CapPrm", "CapEff", "CapAmb", "NoNewPrivs", "Seccomp", "NSpid":
 			if ok {
-				o.say("status "+k, "%s", strings.Join(strings.Fields(v), " "))
+				o.value(report.Status, k, "%s", strings.Join(strings.Fields(v), " "))
 			}
 		}
 	}
-	o.say("setresuid 0", "%s", res(unix.Setresuid(0, 0, 0)))
-	o.say("setresgid 0", "%s", res(unix.Setresgid(0, 0, 0)))
+	o.err(report.Setresuid, "", unix.Setresuid(0, 0, 0))
+	o.err(report.Setresgid, "", unix.Setresgid(0, 0, 0))
 }
 
-func listDir(p string) string {
+func listDir(p string) (string, error) {
 	es, err := os.ReadDir(p)
 	if err != nil {
-		return res(err)
+		return "", err
 	}
 	var ns []string
 	for _, e := range es {
 		ns = append(ns, e.Name())
 	}
-	return strings.Join(ns, " ")
+	return strings.Join(ns, " "), nil
 }
 
 // hostPaths: nothing of the host outside the mount plan is visible.
 func hostPaths(o out, marker string) {
-	o.say("ls /", "%s", listDir("/"))
-	o.say("ls /tmp", "%s", listDir("/tmp"))
+	o.list(report.Ls, "/", "/")
+	o.list(report.Ls, "/tmp", "/tmp")
 	paths := []string{"/home", "/root", "/etc/shadow", "/var", "/usr", "/sys", "/run", "/boot",
 		"/lib", "/lib64", "/opt", "/srv", "/mnt", "/media", "/nix/var", "/etc/nix", "/etc/ssh", "/proc/1/root/home"}
 	if marker != "" {
@@ -261,25 +316,25 @@ func hostPaths(o out, marker string) {
 	}
 	for _, p := range paths {
 		_, err := os.Lstat(p)
-		o.say("host "+p, "%s", res(err))
+		o.err(report.Host, p, err)
 	}
 	// /proc/1/root is the sandbox's root, not the host's.
-	l, err := os.Readlink("/proc/1/root")
-	if err != nil {
-		l = res(err)
+	if l, err := os.Readlink("/proc/1/root"); err != nil {
+		o.err(report.Proc1Root, "", err)
+	} else {
+		o.value(report.Proc1Root, "", "%s", l)
 	}
-	o.say("proc 1 root", "%s", l)
-	o.say("ls /proc/1/root", "%s", listDir("/proc/1/root"))
+	o.list(report.Ls, "/proc/1/root", "/proc/1/root")
 	var a, b unix.Stat_t
 	if err := unix.Stat("/proc/1/root/.", &a); err != nil {
-		o.say("proc 1 root is /", "%s", res(err))
+		o.err(report.Proc1RootIsMe, "", err)
 	} else if err := unix.Stat("/", &b); err != nil {
-		o.say("proc 1 root is /", "%s", res(err))
+		o.err(report.Proc1RootIsMe, "", err)
 	} else {
-		o.say("proc 1 root is /", "%v", a.Dev == b.Dev && a.Ino == b.Ino)
+		o.value(report.Proc1RootIsMe, "", "%v", a.Dev == b.Dev && a.Ino == b.Ino)
 	}
 	// Going up from / stays at /.
-	o.say("ls /../../..", "%s", listDir("/../../.."))
+	o.list(report.Ls, "/../../..", "/../../..")
 }
 
 type mountInfo struct {
@@ -328,11 +383,11 @@ func unescape(s string) string {
 func mounts(o out) {
 	ms, err := readMounts()
 	if err != nil {
-		o.say("mountinfo", "%s", res(err))
+		o.err(report.Setup, "read /proc/self/mountinfo", err)
 		return
 	}
 	for _, m := range ms {
-		o.say("mount "+m.point, "%s %s", m.fstype, m.opts)
+		o.value(report.Mount, m.point, "%s %s", m.fstype, m.opts)
 	}
 }
 
@@ -353,58 +408,58 @@ func storeMounts() []string {
 func store(o out, nonce string) {
 	es, err := os.ReadDir("/nix/store")
 	if err != nil {
-		o.say("store", "%s", res(err))
+		o.err(report.Setup, "read /nix/store", err)
 		return
 	}
 	var names []string
 	for _, e := range es {
 		names = append(names, e.Name())
 	}
-	o.say("store entries", "%s", strings.Join(names, " "))
+	o.value(report.StoreEntries, "", "%s", strings.Join(names, " "))
 	for _, n := range names {
 		p := "/nix/store/" + n
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
-			o.say("store "+n+" lstat", "%s", res(err))
+			o.err(report.Setup, "lstat "+p, err)
 			continue
 		}
 		var sfs unix.Statfs_t
 		if err := unix.Statfs(p, &sfs); err != nil {
-			o.say("store "+n+" statfs", "%s", res(err))
+			o.err(report.Setup, "statfs "+p, err)
 		} else if sfs.Flags&unix.ST_RDONLY != 0 {
-			o.say("store "+n+" mount", "ro")
+			o.value(report.StoreMount, n, "ro")
 		} else {
-			o.say("store "+n+" mount", "rw")
+			o.value(report.StoreMount, n, "rw")
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			o.say("store "+n+" create", "%s", res(createFile(filepath.Join(p, "nbs-escape-"+nonce))))
-			o.say("store "+n+" mkdir", "%s", res(mkdirOnce(filepath.Join(p, "nbs-escape-dir-"+nonce))))
+			o.err(report.StoreCreate, n, createFile(filepath.Join(p, "nbs-escape-"+nonce)))
+			o.err(report.StoreMkdir, n, mkdirOnce(filepath.Join(p, "nbs-escape-dir-"+nonce)))
 			if file := firstFile(p); file != "" {
-				o.say("store "+n+" open-write file", "%s", res(openWrite(file)))
-				o.say("store "+n+" link file", "%s", res(linkOnce(file, "/nix/store/nbs-escape-link-"+nonce)))
+				o.err(report.StoreOpenWriteF, n, openWrite(file))
+				o.err(report.StoreLinkF, n, linkOnce(file, "/nix/store/nbs-escape-link-"+nonce))
 			}
 		case unix.S_IFREG:
-			o.say("store "+n+" open-write", "%s", res(openWrite(p)))
-			o.say("store "+n+" link", "%s", res(linkOnce(p, "/nix/store/nbs-escape-link-"+nonce)))
+			o.err(report.StoreOpenWrite, n, openWrite(p))
+			o.err(report.StoreLink, n, linkOnce(p, "/nix/store/nbs-escape-link-"+nonce))
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
 			// The mode it already has: harmless if it went through.
-			o.say("store "+n+" chmod", "%s", res(unix.Chmod(p, st.Mode&0o7777)))
-			o.say("store "+n+" utimes", "%s", res(unix.UtimesNano(p, []unix.Timespec{
-				unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())})))
+			o.err(report.StoreChmod, n, unix.Chmod(p, st.Mode&0o7777))
+			o.err(report.StoreUtimes, n, unix.UtimesNano(p, []unix.Timespec{
+				unix.NsecToTimespec(st.Atim.Nano()), unix.NsecToTimespec(st.Mtim.Nano())}))
 		}
 		moved := p + "-nbs-escape-moved"
 		err := unix.Rename(p, moved)
 		if err == nil {
 			unix.Rename(moved, p)
 		}
-		o.say("store "+n+" rename", "%s", res(err))
-		o.say("store "+n+" writable", "%s", writable(p))
+		o.err(report.StoreRename, n, err)
+		o.value(report.StoreWritable, n, "%s", writable(p))
 	}
 	// By design: Nix's store dir is writable for $out; ours is private.
-	o.say("store dir mkdir", "%s", res(os.Mkdir("/nix/store/nbs-escape-"+nonce, 0o755)))
-	o.say("ls /nix", "%s", listDir("/nix"))
+	o.err(report.StoreDirMkdir, "", os.Mkdir("/nix/store/nbs-escape-"+nonce, 0o755))
+	o.list(report.Ls, "/nix", "/nix")
 }
 
 // createFile creates p and removes it again.
@@ -484,22 +539,22 @@ func writable(p string) string {
 func network(o out, f probeFlags) {
 	ifs, err := net.Interfaces()
 	if err != nil {
-		o.say("net interfaces", "%s", res(err))
+		o.err(report.NetInterfaces, "", err)
 	} else {
 		var ns []string
 		for _, i := range ifs {
 			ns = append(ns, i.Name)
 		}
-		o.say("net interfaces", "%s", strings.Join(ns, " "))
+		o.value(report.NetInterfaces, "", "%s", strings.Join(ns, " "))
 	}
 	if b, err := os.ReadFile("/proc/net/route"); err != nil {
-		o.say("net routes v4", "%s", res(err))
+		o.err(report.NetRoutesV4, "", err)
 	} else {
 		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		o.say("net routes v4", "%d", len(lines)-1)
+		o.value(report.NetRoutesV4, "", "%d", len(lines)-1)
 	}
 	if b, err := os.ReadFile("/proc/net/ipv6_route"); err != nil {
-		o.say("net routes v6 not via lo", "%s", res(err))
+		o.err(report.NetRoutesV6, "", err)
 	} else {
 		n := 0
 		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
@@ -507,48 +562,48 @@ func network(o out, f probeFlags) {
 				n++
 			}
 		}
-		o.say("net routes v6 not via lo", "%d", n)
+		o.value(report.NetRoutesV6, "", "%d", n)
 	}
 	if ip, err := exec.LookPath("ip"); err != nil {
-		o.say("ip route", "%s", res(err))
+		o.err(report.IPRoute, "", err)
 	} else {
 		b, err := exec.Command(ip, "route").CombinedOutput()
 		if err != nil {
-			o.say("ip route", "%s: %s", res(err), b)
+			o.err(report.IPRoute, "", fmt.Errorf("%w: %s", err, b))
 		} else {
-			o.say("ip route", "%s", strings.TrimSpace(string(b)))
+			o.value(report.IPRoute, "", "%s", strings.TrimSpace(string(b)))
 		}
 	}
 
 	if f.port != 0 {
-		r, _ := connectTCP(unix.AF_INET, &unix.SockaddrInet4{Port: f.port, Addr: [4]byte{127, 0, 0, 1}})
-		o.say(fmt.Sprintf("net tcp 127.0.0.1:%d", f.port), "%s", r)
-		r, _ = connectTCP(unix.AF_INET6, &unix.SockaddrInet6{Port: f.port, Addr: [16]byte{15: 1}})
-		o.say(fmt.Sprintf("net tcp [::1]:%d", f.port), "%s", r)
+		_, err := connectTCP(unix.AF_INET, &unix.SockaddrInet4{Port: f.port, Addr: [4]byte{127, 0, 0, 1}})
+		o.err(report.NetTCP, fmt.Sprintf("127.0.0.1:%d", f.port), err)
+		_, err = connectTCP(unix.AF_INET6, &unix.SockaddrInet6{Port: f.port, Addr: [16]byte{15: 1}})
+		o.err(report.NetTCP, fmt.Sprintf("[::1]:%d", f.port), err)
 	}
 	if f.udpPort != 0 {
-		o.say(fmt.Sprintf("net udp 127.0.0.1:%d", f.udpPort), "%s",
-			res(sendUDP(&unix.SockaddrInet4{Port: f.udpPort, Addr: [4]byte{127, 0, 0, 1}})))
+		o.err(report.NetUDPLoopback, fmt.Sprintf("127.0.0.1:%d", f.udpPort),
+			sendUDP(&unix.SockaddrInet4{Port: f.udpPort, Addr: [4]byte{127, 0, 0, 1}}))
 	}
 	// TEST-NET-1 (RFC 5737), the discard port: with no route no packet
 	// can leave, and connect must say so at once.
-	r, d := connectTCP(unix.AF_INET, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{192, 0, 2, 1}})
-	o.say("net tcp 192.0.2.1:9", "%s", r)
-	o.say("net tcp 192.0.2.1:9 immediate", "%v", d < time.Second)
-	o.say("net udp 192.0.2.1:9", "%s", res(sendUDP(&unix.SockaddrInet4{Port: 9, Addr: [4]byte{192, 0, 2, 1}})))
+	d, err := connectTCP(unix.AF_INET, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{192, 0, 2, 1}})
+	o.err(report.NetTCP, report.TestNet, err)
+	o.value(report.NetTCPImmediate, report.TestNet, "%v", d < time.Second)
+	o.err(report.NetUDP, report.TestNet, sendUDP(&unix.SockaddrInet4{Port: 9, Addr: [4]byte{192, 0, 2, 1}}))
 	// Abstract unix sockets belong to the network namespace.
 	if f.abstract != "" {
-		o.say("net unix @"+f.abstract, "%s", res(connectUnix("@"+f.abstract)))
+		o.err(report.NetUnix, "@"+f.abstract, connectUnix("@"+f.abstract))
 	}
-	o.say("net unix nix-daemon", "%s", res(connectUnix("/nix/var/nix/daemon-socket/socket")))
+	o.err(report.NetUnix, report.DaemonSocket, connectUnix(report.DaemonSocket))
 }
 
 // connectTCP connects without blocking for more than 3 seconds.
-func connectTCP(family int, sa unix.Sockaddr) (string, time.Duration) {
+func connectTCP(family int, sa unix.Sockaddr) (time.Duration, error) {
 	start := time.Now()
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return res(err), 0
+		return 0, err
 	}
 	defer unix.Close(fd)
 	err = unix.Connect(fd, sa)
@@ -559,7 +614,7 @@ func connectTCP(family int, sa unix.Sockaddr) (string, time.Duration) {
 		case perr != nil:
 			err = perr
 		case n == 0:
-			return "timeout", time.Since(start)
+			return time.Since(start), errTimeout
 		default:
 			soerr, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			err = gerr
@@ -568,7 +623,7 @@ func connectTCP(family int, sa unix.Sockaddr) (string, time.Duration) {
 			}
 		}
 	}
-	return res(err), time.Since(start)
+	return time.Since(start), err
 }
 
 func sendUDP(sa *unix.SockaddrInet4) error {
@@ -601,7 +656,7 @@ func ttyAttempts(o out) {
 	kind := func(fd int) string {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			return res(err)
+			return errText(err)
 		}
 		if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
 			return "not a terminal"
@@ -612,10 +667,10 @@ func ttyAttempts(o out) {
 		return fmt.Sprintf("foreign terminal %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	}
 	for fd := 0; fd <= 2; fd++ {
-		o.say(fmt.Sprintf("tty fd %d", fd), "%s", kind(fd))
+		o.value(report.TTY, strconv.Itoa(fd), "%s", kind(fd))
 	}
 	for fd := 0; fd <= 2; fd++ {
-		o.say(fmt.Sprintf("tty fd %d TIOCSCTTY steal", fd), "%s", res(unix.IoctlSetInt(fd, unix.TIOCSCTTY, 1)))
+		o.err(report.TTYSteal, strconv.Itoa(fd), unix.IoctlSetInt(fd, unix.TIOCSCTTY, 1))
 	}
 	ok := 0
 	for fd := 0; fd <= 2; fd++ {
@@ -623,27 +678,27 @@ func ttyAttempts(o out) {
 		if err == nil {
 			ok++
 		}
-		o.say(fmt.Sprintf("tty inject fd %d", fd), "%s", res(err))
+		o.err(report.TTYInject, strconv.Itoa(fd), err)
 	}
 	tty, err := unix.Open("/dev/tty", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
-		o.say("tty inject /dev/tty", "%s", res(err))
+		o.err(report.TTYInject, "/dev/tty", err)
 	} else {
 		err := inject(tty)
 		if err == nil {
 			ok++
 		}
-		o.say("tty inject /dev/tty", "%s", res(err))
+		o.err(report.TTYInject, "/dev/tty", err)
 		unix.Close(tty)
 	}
-	o.say("tty injections accepted", "%d", ok)
+	o.value(report.TTYInjected, "", "%d", ok)
 	if kind(0) == "sandbox pty" {
-		o.say("tty own queue", "%d", drainCount(0))
+		o.value(report.TTYOwnQueue, "", "%d", drainCount(0))
 		// Give nbs's relay time to pass our last line on before we
 		// exit (it can lose output written just before the end).
 		time.Sleep(300 * time.Millisecond)
 	} else {
-		o.say("tty own queue", "not drained")
+		o.value(report.TTYOwnQueue, "", "not drained")
 	}
 }
 
@@ -654,15 +709,15 @@ func ttyAttempts(o out) {
 func ptmx(o out) {
 	var st unix.Stat_t
 	if err := unix.Lstat("/dev/ptmx", &st); err != nil {
-		o.say("ptmx type", "%s", res(err))
+		o.err(report.PtmxType, "", err)
 	} else if st.Mode&unix.S_IFMT != unix.S_IFCHR {
-		o.say("ptmx type", "mode %#o, not a character device", st.Mode)
+		o.value(report.PtmxType, "", "mode %#o, not a character device", st.Mode)
 	} else {
-		o.say("ptmx type", "char %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		o.value(report.PtmxType, "", "char %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	}
 	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		o.say("ptmx pty devpts", "%s", res(err))
+		o.err(report.PtmxDevpts, "", err)
 		return
 	}
 	defer unix.Close(m)
@@ -683,13 +738,13 @@ func ptmx(o out) {
 		err = unix.Fstat(peer, &ps)
 	}
 	if err != nil {
-		o.say("ptmx pty devpts", "%s", res(err))
+		o.err(report.PtmxDevpts, "", err)
 		return
 	}
-	o.say("ptmx pty devpts", "%d:%d", unix.Major(ps.Dev), unix.Minor(ps.Dev))
+	o.value(report.PtmxDevpts, "", "%d:%d", unix.Major(ps.Dev), unix.Minor(ps.Dev))
 	in := unix.Stat("/dev/pts", &pts) == nil && pts.Dev == ps.Dev &&
 		unix.Stat(fmt.Sprintf("/dev/pts/%d", n), &named) == nil && named.Rdev == ps.Rdev
-	o.say("ptmx pty in /dev/pts", "%v", in)
+	o.value(report.PtmxInPts, "", "%v", in)
 }
 
 // inject pushes the payload into fd's input queue, one byte per ioctl.
@@ -745,36 +800,40 @@ func procExe(o out) {
 	var vis []string
 	for _, pid := range pids() {
 		vis = append(vis, strconv.Itoa(pid))
-		key := fmt.Sprintf("proc %d", pid)
+		arg := strconv.Itoa(pid)
 		link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		if err != nil {
-			link = res(err)
+			link = errText(err)
 		}
 		var st unix.Stat_t
 		if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
-			o.say(key+" exe", "%s %s", link, res(err))
+			o.value(report.ProcExe, arg, "%s %s", link, errText(err))
 		} else {
-			o.say(key+" exe", "%s %d:%d:%d", link, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+			o.value(report.ProcExe, arg, "%s %d:%d:%d", link, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
 		}
 		for _, mode := range []struct {
-			name string
-			flag int
-		}{{"write", unix.O_WRONLY}, {"rdwr", unix.O_RDWR}, {"append", unix.O_WRONLY | unix.O_APPEND}} {
+			check report.Check
+			flag  int
+		}{{report.ProcExeWrite, unix.O_WRONLY}, {report.ProcExeRdwr, unix.O_RDWR}, {report.ProcExeAppend, unix.O_WRONLY | unix.O_APPEND}} {
 			fd, err := unix.Open(fmt.Sprintf("/proc/%d/exe", pid), mode.flag|unix.O_CLOEXEC, 0)
 			if err == nil {
 				unix.Close(fd) // never written
 			}
-			o.say(key+" exe "+mode.name, "%s", res(err))
+			o.err(mode.check, arg, err)
 		}
-		o.say(key+" maps", "%s", mappedFiles(pid))
+		if ids, err := mappedFiles(pid); err != nil {
+			o.err(report.ProcMaps, arg, err)
+		} else {
+			o.value(report.ProcMaps, arg, "%s", ids)
+		}
 	}
-	o.say("pids visible", "%s", strings.Join(vis, " "))
+	o.value(report.PidsVisible, "", "%s", strings.Join(vis, " "))
 }
 
-func mappedFiles(pid int) string {
+func mappedFiles(pid int) (string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
-		return res(err)
+		return "", err
 	}
 	seen := map[string]bool{}
 	var ids []string
@@ -792,37 +851,37 @@ func mappedFiles(pid int) string {
 			ids = append(ids, id)
 		}
 	}
-	return strings.Join(ids, " ")
+	return strings.Join(ids, " "), nil
 }
 
 // privileges: set-id bits, mounts, devices.
 func privileges(o out, nonce string) {
-	o.say("setid files", "%s", setidFiles())
+	o.value(report.SetidFiles, "", "%s", setidFiles())
 	f := "/tmp/nbs-escape-suid-" + nonce
 	fd, err := unix.Open(f, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o755)
 	if err != nil {
-		o.say("create test file", "%s", res(err))
+		o.err(report.Setup, "create the test file", err)
 		return
 	}
-	o.say("chmod 04755", "%s", res(unix.Chmod(f, 0o4755)))
-	o.say("chmod 02755", "%s", res(unix.Chmod(f, 0o2755)))
-	o.say("fchmod 04755", "%s", res(unix.Fchmod(fd, 0o4755)))
-	o.say("fchmodat 04755", "%s", res(unix.Fchmodat(unix.AT_FDCWD, f, 0o4755, 0)))
+	o.err(report.Chmod, "04755", unix.Chmod(f, 0o4755))
+	o.err(report.Chmod, "02755", unix.Chmod(f, 0o2755))
+	o.err(report.Fchmod, "04755", unix.Fchmod(fd, 0o4755))
+	o.err(report.Fchmodat, "04755", unix.Fchmodat(unix.AT_FDCWD, f, 0o4755, 0))
 	p, _ := unix.BytePtrFromString(f)
 	_, _, e := unix.Syscall(unix.SYS_CHMOD, uintptr(unsafe.Pointer(p)), 0o4755, 0)
-	o.say("chmod syscall 04755", "%s", res(errnoOf(e)))
+	o.err(report.ChmodSyscall, "04755", errnoOf(e))
 	atFDCWD := unix.AT_FDCWD
 	_, _, e = unix.Syscall6(unix.SYS_FCHMODAT2, uintptr(atFDCWD), uintptr(unsafe.Pointer(p)), 0o4755, 0, 0, 0)
-	o.say("fchmodat2 04755", "%s", res(errnoOf(e)))
+	o.err(report.Fchmodat2, "04755", errnoOf(e))
 	var st unix.Stat_t
 	unix.Fstat(fd, &st)
-	o.say("test file mode", "%#o", st.Mode&0o7777)
+	o.value(report.TestFileMode, "", "%#o", st.Mode&0o7777)
 	unix.Close(fd)
 	unix.Unlink(f)
 
-	o.say("mknod block device", "%s", res(unix.Mknod("/tmp/nbs-escape-sda-"+nonce, unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0)))))
+	o.err(report.Mknod, "", unix.Mknod("/tmp/nbs-escape-sda-"+nonce, unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0))))
 	unix.Unlink("/tmp/nbs-escape-sda-" + nonce)
-	o.say("chroot", "%s", res(unix.Chroot("/tmp")))
+	o.err(report.Chroot, "", unix.Chroot("/tmp"))
 	for _, p := range append(storeMounts(), "/", "/bin/sh") {
 		remountRW(o, p)
 	}
@@ -863,7 +922,7 @@ func xattrs(o out, nonce string) {
 	f := "/tmp/nbs-escape-xattr-" + nonce
 	fd, err := unix.Open(f, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		o.say("xattr test file", "%s", res(err))
+		o.err(report.Setup, "create the xattr test file", err)
 		return
 	}
 	defer unix.Unlink(f)
@@ -873,12 +932,12 @@ func xattrs(o out, nonce string) {
 	for _, x := range []struct {
 		name  string
 		value []byte
-	}{{"user.nbs", []byte("1")}, {"security.capability", fcap}} {
-		o.say("setxattr "+x.name, "%s", res(unix.Setxattr(f, x.name, x.value, 0)))
-		o.say("lsetxattr "+x.name, "%s", res(unix.Lsetxattr(f, x.name, x.value, 0)))
-		o.say("fsetxattr "+x.name, "%s", res(unix.Fsetxattr(fd, x.name, x.value, 0)))
-		o.say("setxattrat "+x.name, "%s", res(setxattrat(unix.AT_FDCWD, f, 0, x.name, x.value)))
-		o.say("setxattrat fd "+x.name, "%s", res(setxattrat(fd, "", unix.AT_EMPTY_PATH, x.name, x.value)))
+	}{{report.XattrUser, []byte("1")}, {report.XattrCapability, fcap}} {
+		o.err(report.Setxattr, x.name, unix.Setxattr(f, x.name, x.value, 0))
+		o.err(report.Lsetxattr, x.name, unix.Lsetxattr(f, x.name, x.value, 0))
+		o.err(report.Fsetxattr, x.name, unix.Fsetxattr(fd, x.name, x.value, 0))
+		o.err(report.Setxattrat, x.name, setxattrat(unix.AT_FDCWD, f, 0, x.name, x.value))
+		o.err(report.SetxattratFD, x.name, setxattrat(fd, "", unix.AT_EMPTY_PATH, x.name, x.value))
 	}
 }
 
@@ -916,14 +975,14 @@ func setidFiles() string {
 func remountRW(o out, p string) {
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(p, &sfs); err != nil {
-		o.say("remount rw "+p, "%s", res(err))
+		o.err(report.Setup, "statfs "+p, err)
 		return
 	}
 	keep := uintptr(sfs.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
-	o.say("remount rw "+p, "%s", res(unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|keep, "")))
+	o.err(report.Remount, p, unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|keep, ""))
 	attr := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_RDONLY}
-	o.say("mount_setattr -ro "+p, "%s", res(unix.MountSetattr(unix.AT_FDCWD, p, 0, &attr)))
-	o.say("mount_setattr -ro recursive "+p, "%s", res(unix.MountSetattr(unix.AT_FDCWD, p, unix.AT_RECURSIVE, &attr)))
+	o.err(report.MountSetattr, p, unix.MountSetattr(unix.AT_FDCWD, p, 0, &attr))
+	o.err(report.MountSetattrRec, p, unix.MountSetattr(unix.AT_FDCWD, p, unix.AT_RECURSIVE, &attr))
 }
 
 // handles: open_by_handle_at ("shocker") with a forged handle of the
@@ -932,36 +991,43 @@ func remountRW(o out, p string) {
 func handles(o out) {
 	mfd, err := unix.Open("/build", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		o.say("open_by_handle_at", "%s", res(err))
+		o.err(report.Setup, "open /build", err)
 		return
 	}
 	defer unix.Close(mfd)
 	own, _, err := unix.NameToHandleAt(unix.AT_FDCWD, "/build", 0)
 	if err != nil {
-		o.say("name_to_handle_at /build", "%s", res(err))
+		o.err(report.Setup, "name_to_handle_at /build", err)
 	} else if own.Type() == 1 && own.Size() == 8 {
 		// FILEID_INO32_GEN: inode 2, any generation.
 		root := unix.NewFileHandle(1, []byte{2, 0, 0, 0, 0, 0, 0, 0})
-		o.say("open_by_handle_at fs root", "%s", openHandle(mfd, root))
+		what, err := openHandle(mfd, root)
+		o.reached(report.HandleFSRoot, "", what, err)
 	} else {
-		o.say("open_by_handle_at fs root", "not tried (handle type %d)", own.Type())
+		o.emit(report.Record{Check: report.HandleFSRoot, Outcome: report.NotTried, Detail: fmt.Sprintf("handle type %d", own.Type())})
 	}
 	tmp, _, err := unix.NameToHandleAt(unix.AT_FDCWD, "/tmp", 0)
 	if err != nil {
-		o.say("open_by_handle_at /tmp via /build", "name_to_handle_at: %s", res(err))
+		o.emit(report.Record{Check: report.HandleTmp, Outcome: report.NotTried, Detail: "name_to_handle_at: " + errText(err)})
 		return
 	}
-	o.say("open_by_handle_at /tmp via /build", "%s", openHandle(mfd, tmp))
+	what, err := openHandle(mfd, tmp)
+	o.reached(report.HandleTmp, "", what, err)
 }
 
-func openHandle(mfd int, h unix.FileHandle) string {
+// openHandle opens h and lists what it reached.
+func openHandle(mfd int, h unix.FileHandle) (string, error) {
 	fd, err := unix.OpenByHandleAt(mfd, h, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
-		return res(err)
+		return "", err
 	}
 	defer unix.Close(fd)
 	l, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
-	return "ok: " + l + ": " + listDir(fmt.Sprintf("/proc/self/fd/%d", fd))
+	ns, err := listDir(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		ns = errText(err)
+	}
+	return l + ": " + ns, nil
 }
 
 // procWrites: host-global kernel knobs in /proc. Opened for writing,
@@ -969,7 +1035,7 @@ func openHandle(mfd int, h unix.FileHandle) string {
 func procWrites(o out) {
 	for _, p := range []string{"/proc/sysrq-trigger", "/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe",
 		"/proc/sys/vm/drop_caches"} {
-		o.say("open-write "+p, "%s", res(openWrite(p)))
+		o.err(report.OpenWrite, p, openWrite(p))
 	}
 }
 
@@ -983,7 +1049,7 @@ func runNested(o out, nonce string) {
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 	}
-	o.say("nested userns", "%s", res(cmd.Run()))
+	o.err(report.NestedUserns, "", cmd.Run())
 }
 
 // nested runs in a user namespace of our own, with all capabilities in
@@ -994,20 +1060,20 @@ func nested(o out, nonce string) {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, line := range strings.Split(string(b), "\n") {
 		if k, v, ok := strings.Cut(line, ":"); ok && (k == "CapEff" || k == "Uid") {
-			o.say("status "+k, "%s", strings.Join(strings.Fields(v), " "))
+			o.value(report.Status, k, "%s", strings.Join(strings.Fields(v), " "))
 		}
 	}
 	// Our mounts stay ours.
-	o.say("make-rprivate /", "%s", res(unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")))
+	o.err(report.MakeRprivate, "", unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""))
 	targets := append(storeMounts(), "/", "/bin/sh")
 	for i, p := range targets {
 		remountRW(o, p)
 		err := unix.Unmount(p, unix.MNT_DETACH)
-		o.say("umount "+p, "%s", res(err))
+		o.err(report.Umount, p, err)
 		if err == nil {
 			// What was below shows now; writing there stays in our
 			// private store dir, but the test wants the mount locked.
-			o.say("below "+p, "%s", listDir(p))
+			o.list(report.Below, p, p)
 		}
 		// A new bind of the read-only mount is read-only too.
 		var st unix.Stat_t
@@ -1021,24 +1087,24 @@ func nested(o out, nonce string) {
 			createOnly(bind)
 		}
 		err = unix.Mount(p, bind, "", unix.MS_BIND|unix.MS_REC, "")
-		o.say("bind "+p, "%s", res(err))
+		o.err(report.Bind, p, err)
 		if err == nil {
 			remountRW(o, bind)
 			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				o.say("bind "+p+" create", "%s", res(createFile(filepath.Join(bind, "nbs-escape-"+nonce))))
+				o.err(report.BindCreate, p, createFile(filepath.Join(bind, "nbs-escape-"+nonce)))
 			} else {
-				o.say("bind "+p+" open-write", "%s", res(openWrite(bind)))
+				o.err(report.BindOpenWrite, p, openWrite(bind))
 			}
 			unix.Unmount(bind, unix.MNT_DETACH)
 		}
 		os.Remove(bind)
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			o.say("create in "+p, "%s", res(createFile(filepath.Join(p, "nbs-escape-"+nonce))))
+			o.err(report.CreateIn, p, createFile(filepath.Join(p, "nbs-escape-"+nonce)))
 		} else {
-			o.say("open-write "+p, "%s", res(openWrite(p)))
+			o.err(report.OpenWrite, p, openWrite(p))
 		}
 	}
-	o.say("mknod block device", "%s", res(unix.Mknod("/tmp/nbs-escape-sda-"+nonce, unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0)))))
+	o.err(report.Mknod, "", unix.Mknod("/tmp/nbs-escape-sda-"+nonce, unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0))))
 	unix.Unlink("/tmp/nbs-escape-sda-" + nonce)
 	// Root of this namespace may set a namespaced file capability:
 	// the filter must stop it here too.
@@ -1052,21 +1118,21 @@ func nested(o out, nonce string) {
 	unix.Mkdir(jail, 0o755)
 	defer os.Remove(jail)
 	if err := unix.Chdir("/build"); err != nil {
-		o.say("chroot escape", "%s", res(err))
+		o.err(report.ChrootEscape, "", err)
 		return
 	}
 	if err := unix.Chroot(jail); err != nil {
-		o.say("chroot escape", "%s", res(err))
+		o.err(report.ChrootEscape, "", err)
 		return
 	}
 	for i := 0; i < 64; i++ {
 		unix.Chdir("..")
 	}
 	if err := unix.Chroot("."); err != nil {
-		o.say("chroot escape", "%s", res(err))
+		o.err(report.ChrootEscape, "", err)
 		return
 	}
-	o.say("chroot escape", "%s", listDir("/"))
+	o.list(report.ChrootEscape, "", "/")
 }
 
 func createOnly(p string) {
@@ -1078,39 +1144,38 @@ func createOnly(p string) {
 // signals: the host's processes are out of reach; ptrace reaches only
 // sandbox processes.
 func signals(o out, host map[string]int) {
-	o.say("ppid", "%d", os.Getppid())
+	o.value(report.PPid, "", "%d", os.Getppid())
 	var roles []string
 	for r := range host {
 		roles = append(roles, r)
 	}
 	sort.Strings(roles)
-	o.say("host pids given", "%s", strings.Join(roles, " "))
+	o.value(report.HostPidsGiven, "", "%s", strings.Join(roles, " "))
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	for _, r := range roles {
 		pid := host[r]
-		key := "host pid " + r
-		o.say(key+" kill 0", "%s", res(unix.Kill(pid, 0)))
+		o.err(report.HostPidKill0, r, unix.Kill(pid, 0))
 		err := unix.PtraceAttach(pid)
 		if err == nil {
 			var ws unix.WaitStatus
 			unix.Wait4(pid, &ws, unix.WALL, nil)
 			unix.PtraceDetach(pid)
 		}
-		o.say(key+" ptrace attach", "%s", res(err))
+		o.err(report.HostPidPtrace, r, err)
 		fd, err := unix.PidfdOpen(pid, 0)
 		if err == nil {
 			unix.Close(fd)
 		}
-		o.say(key+" pidfd_open", "%s", res(err))
+		o.err(report.HostPidPidfd, r, err)
 		_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
-		o.say(key+" /proc", "%s", res(err))
+		o.err(report.HostPidProc, r, err)
 	}
 
 	// A child of our own to trace, besides whatever else is visible.
 	sleeper := exec.Command("/proc/self/exe", "sleep")
 	if err := sleeper.Start(); err != nil {
-		o.say("start sleeper", "%s", res(err))
+		o.err(report.Setup, "start a sleeper", err)
 	} else {
 		defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
 		time.Sleep(100 * time.Millisecond)
@@ -1121,7 +1186,7 @@ func signals(o out, host map[string]int) {
 		}
 		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		if err != nil {
-			exe = res(err)
+			exe = errText(err)
 		}
 		// PTRACE_SEIZE + PTRACE_INTERRUPT stops even PID 1, which
 		// ignores the SIGSTOP of PTRACE_ATTACH sent from inside.
@@ -1132,11 +1197,7 @@ func signals(o out, host map[string]int) {
 			unix.Wait4(pid, &ws, unix.WALL, nil)
 			unix.PtraceDetach(pid)
 		}
-		r := res(err)
-		if err == nil {
-			r = "ok: " + exe
-		}
-		o.say(fmt.Sprintf("ptrace %d", pid), "%s", r)
+		o.reached(report.Ptrace, strconv.Itoa(pid), exe, err)
 	}
 }
 
@@ -1155,7 +1216,7 @@ func plant(o out, canary string) {
 	} {
 		errs = append(errs, os.Symlink(l.target, l.name))
 	}
-	o.say("plant links", "%s", res(errors.Join(errs...)))
+	o.err(report.PlantLinks, "", errors.Join(errs...))
 }
 
 // killMode: kill(-1, SIGKILL) from PID 1 and from another process of
@@ -1169,16 +1230,16 @@ func killMode(o out, args []string) {
 	test := fl.Int("test", 0, "host pid of the test: sent signal 0")
 	nonce := fl.String("nonce", "x", "marks the lingering process")
 	fl.Parse(args)
-	o.say("pid", "%d", os.Getpid())
+	o.value(report.Pid, "", "%d", os.Getpid())
 	if b, err := os.ReadFile("/proc/self/uid_map"); err == nil {
-		o.say("uid_map", "%s", strings.Join(strings.Fields(string(b)), " "))
+		o.value(report.UIDMap, "", "%s", strings.Join(strings.Fields(string(b)), " "))
 	}
 
 	start := func(args ...string) *exec.Cmd {
 		c := exec.Command("/proc/self/exe", args...)
 		c.Stdout, c.Stderr = os.Stdout, os.Stderr
 		if err := c.Start(); err != nil {
-			o.say("start "+args[0], "%s", res(err))
+			o.err(report.Setup, "start "+args[0], err)
 			return nil
 		}
 		return c
@@ -1194,7 +1255,7 @@ func killMode(o out, args []string) {
 			if errors.As(err, &ee) {
 				rs = append(rs, ee.ProcessState.String())
 			} else {
-				rs = append(rs, res(err))
+				rs = append(rs, errText(err))
 			}
 		}
 		return strings.Join(rs, ", ")
@@ -1205,25 +1266,25 @@ func killMode(o out, args []string) {
 	if k := start("killall"); k != nil {
 		k.Wait()
 	}
-	o.say("sleepers after kill -1 from a child", "%s", killed(s1, s2))
+	o.value(report.KilledFromChild, "", "%s", killed(s1, s2))
 
 	s3 := start("sleep")
 	time.Sleep(100 * time.Millisecond)
-	o.say("kill -1 from pid 1", "%s", res(unix.Kill(-1, unix.SIGKILL)))
-	o.say("sleeper after kill -1 from pid 1", "%s", killed(s3))
+	o.err(report.KillAll, strconv.Itoa(os.Getpid()), unix.Kill(-1, unix.SIGKILL))
+	o.value(report.KilledFromPID1, "", "%s", killed(s3))
 
 	for _, c := range strings.Split(*canaries, ",") {
 		if pid, err := strconv.Atoi(c); err == nil {
-			o.say("kill host canary "+c, "%s", res(unix.Kill(pid, unix.SIGKILL)))
+			o.err(report.KillHostCanary, c, unix.Kill(pid, unix.SIGKILL))
 		}
 	}
 	if *test != 0 {
-		o.say("kill 0 host test", "%s", res(unix.Kill(*test, 0)))
+		o.err(report.KillHostTest, "", unix.Kill(*test, 0))
 	}
 
 	l := exec.Command("/proc/self/exe", "linger", "linger-"+*nonce)
 	l.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	o.say("linger", "%s", res(l.Start()))
+	o.err(report.Linger, "", l.Start())
 	os.Stdout.Sync()
 	os.Exit(*code)
 }
