@@ -95,7 +95,7 @@ const (
 	NetUDP          Check = "net udp"
 	NetUnix         Check = "net unix" // Arg: a socket's name
 	TTYSteal        Check = "tty TIOCSCTTY steal"
-	TTYInject       Check = "tty inject" // Arg: fd 0, fd 1, fd 2 or /dev/tty
+	TTYInject       Check = "tty inject" // Arg: 0, 1, 2 (a descriptor) or /dev/tty
 	ProcExeWrite    Check = "proc exe write"
 	ProcExeRdwr     Check = "proc exe rdwr"
 	ProcExeAppend   Check = "proc exe append"
@@ -143,6 +143,8 @@ const (
 	XattrCapability = "security.capability"
 )
 
+// facts are the checks of the first block. One left out of it would
+// count as an attempt: the stricter reading, which fails loudly.
 var facts = map[Check]bool{}
 
 func init() {
