@@ -452,7 +452,8 @@ func addTools(tools []string) error {
 // bare name, as a shell would (nbs attach NAME make): inside the build's
 // root, where the command will run.
 func findCommand(s *spec) error {
-	if strings.Contains(s.Argv[0], "/") {
+	// With Exe, Argv[0] is only the program's name.
+	if s.Exe != "" || strings.Contains(s.Argv[0], "/") {
 		return nil
 	}
 	pathEnv := ""

@@ -1,6 +1,9 @@
 package sandbox
 
 import (
+	"runtime"
+	"strconv"
+
 	"github.com/nix-build-shell/nbs/nix"
 )
 
@@ -12,6 +15,10 @@ type hostFacts struct {
 	etcMode    uint32
 	shmSize    string
 	extra      []PathMapping // sandbox-paths (extra-sandbox-paths is merged in by Nix)
+	// version is the Nix release; cores its cores setting, the
+	// NIX_BUILD_CORES of a replayed builder.
+	version nix.Version
+	cores   int
 }
 
 // latest is assumed when no nix can be asked: today's Nix.
@@ -28,6 +35,8 @@ func factsFor(v nix.Version, s nix.Settings) (hostFacts, []error) {
 		noNewPrivs: !s.Bool("allow-new-privileges", false),
 		etcMode:    0o755,
 		shmSize:    s["sandbox-dev-shm-size"],
+		version:    v,
+		cores:      buildCores(v, s),
 	}
 	// /etc became 0555 in 2.14 (and in 2.12.1, 2.13.3–2.13.6).
 	if v.AtLeast(2, 14, 0) || v == (nix.Version{Major: 2, Minor: 12, Patch: 1}) ||
@@ -71,4 +80,14 @@ func explicitNoNewPrivs(v nix.Version) bool {
 	min := map[int]int{31: 4, 32: 7, 33: 4, 34: 5}
 	p, ok := min[v.Minor]
 	return ok && v.Patch >= p
+}
+
+// buildCores is NIX_BUILD_CORES: the cores setting, whose default is the
+// number of CPUs; from 2.31 a 0 also means that.
+func buildCores(v nix.Version, s nix.Settings) int {
+	n, err := strconv.Atoi(s["cores"])
+	if err != nil || n < 0 || (n == 0 && v.AtLeast(2, 31, 0)) {
+		return runtime.NumCPU()
+	}
+	return n
 }

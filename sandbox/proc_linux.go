@@ -70,8 +70,12 @@ func execCommand(s *spec) error {
 	if _, _, errno := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 && errno != unix.ENOSYS {
 		return fmt.Errorf("keyctl join session keyring: %w", errno)
 	}
-	err := unix.Exec(s.Argv[0], s.Argv, s.Env)
-	return fmt.Errorf("execve %s: %w", s.Argv[0], err)
+	exe := s.Argv[0]
+	if s.Exe != "" {
+		exe = s.Exe
+	}
+	err := unix.Exec(exe, s.Argv, s.Env)
+	return fmt.Errorf("execve %s: %w", exe, err)
 }
 
 // passRC puts the interactive shell's start-up file on fd 3 as a memfd,

@@ -11,8 +11,11 @@ type spec struct {
 	Mounts []Op `json:"mounts"`
 
 	// Argv and Env are what the final execve receives; Argv[0] is an
-	// absolute path inside the sandbox.
+	// absolute path inside the sandbox, unless Exe is set: then Exe is
+	// the program and Argv[0] only its name (Nix gives a builder the
+	// base name of its path).
 	Argv []string `json:"argv"`
+	Exe  string   `json:"exe,omitempty"`
 	Env  []string `json:"env"`
 	// Cwd is the working directory inside the sandbox (Nix: /build).
 	Cwd string `json:"cwd"`

@@ -13,37 +13,11 @@ import (
 // Nix's mount plan, environment, names and per-process state, and the
 // command that runs in it.
 func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.Logger) *spec {
-	// Fixed-output derivations keep the host's network in Nix (no
-	// network namespace) and see its resolv.conf, services and hosts.
 	_, fixedOutput := b.vars.get("outputHash")
-	if fixedOutput {
-		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")
-	}
 	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
-	s := &spec{
-		Root: ws.dir.root(),
-		Mounts: NewPlan(PlanConfig{
-			BuildDir:        ws.dir.build(),
-			SandboxBuildDir: b.sandboxDir,
-			TmpDir:          ws.dir.tmp(),
-			Shell:           b.shell,
-			StorePaths:      ws.storePaths,
-			StoreDirSource:  ws.dir.store(),
-			KVM:             hasKVM(),
-			ShmSize:         facts.shmSize,
-			EtcMode:         facts.etcMode,
-			Extra:           facts.extra,
-			HostNetwork:     fixedOutput,
-		}),
-		Env:         b.env.Environ(),
-		Cwd:         b.sandboxDir,
-		Hostname:    "localhost",
-		Domainname:  "(none)",
-		HostNetwork: fixedOutput,
-		TTY:         tty,
-		Seccomp:     facts.seccomp,
-		NoNewPrivs:  facts.noNewPrivs,
-	}
+	s := nixSandbox(ws, facts, b.sandboxDir, b.shell, fixedOutput, tty, log)
+	s.Env = b.env.Environ()
+	s.Cwd = b.sandboxDir
 	if b.unsandboxed {
 		// What such a build saw: the host as it is, the build
 		// directory at its host path, the user's own ids.
@@ -59,6 +33,39 @@ func newSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log *slog.L
 		log.Debug("mount plan", "op", op.String())
 	}
 	return s
+}
+
+// nixSandbox is Nix's sandbox over the workspace with the build
+// directory at buildDir and, when shell is set, that shell on /bin/sh;
+// the caller adds the command, its environment and its directory.
+// Fixed-output derivations keep the host's network in Nix (no network
+// namespace) and see its resolv.conf, services and hosts.
+func nixSandbox(ws *workspace, facts hostFacts, buildDir, shell string, fixedOutput, tty bool, log *slog.Logger) *spec {
+	if fixedOutput {
+		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")
+	}
+	return &spec{
+		Root: ws.dir.root(),
+		Mounts: NewPlan(PlanConfig{
+			BuildDir:        ws.dir.build(),
+			SandboxBuildDir: buildDir,
+			TmpDir:          ws.dir.tmp(),
+			Shell:           shell,
+			StorePaths:      ws.storePaths,
+			StoreDirSource:  ws.dir.store(),
+			KVM:             hasKVM(),
+			ShmSize:         facts.shmSize,
+			EtcMode:         facts.etcMode,
+			Extra:           facts.extra,
+			HostNetwork:     fixedOutput,
+		}),
+		Hostname:    "localhost",
+		Domainname:  "(none)",
+		HostNetwork: fixedOutput,
+		TTY:         tty,
+		Seccomp:     facts.seccomp,
+		NoNewPrivs:  facts.noNewPrivs,
+	}
 }
 
 // sandboxArgv is the argv (and the interactive shell's rc file) of

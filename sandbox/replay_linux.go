@@ -1,0 +1,407 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox/interrupt"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
+	"github.com/nix-build-shell/nbs/sandbox/term"
+)
+
+// Replay runs the derivation c.Drv again in a re-created Nix sandbox, as
+// the calling user: the builder, its arguments and its environment as
+// Nix gives them, in a fresh /build, with the outputs to be created in
+// the sandbox's private store directory. A bash builder stops at its
+// failure in its own live state (see bashHook) and runs c.Script,
+// c.Command or an interactive shell there; any other builder that fails
+// leaves its /build and environment to a shell, like a kept directory.
+// It returns the status of what ran at the stop (or of the builder, when
+// nothing stopped and nothing was entered) and what happened. Nothing
+// stays behind: the work directory goes on every way out, a signal
+// (SIGINT, SIGTERM, SIGHUP) ends the sandbox and returns a *SignalError.
+//
+// The steps, as in Enter: read the derivation and make sure its inputs
+// exist (readReplayTarget), the sandbox user and the host's Nix, the
+// builder's environment (nix.NewBuildEnv), the workspace with the build
+// directory's files and the store view, the spec, run, and the report.
+func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome, err error) {
+	log := c.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ctx, signals := interrupt.Catch(ctx)
+	defer signals.Stop()
+
+	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
+	if !tty && c.Script == "" && len(c.Command) == 0 {
+		return 0, out, errors.New("no terminal for an interactive shell at the stop: give a command to run there (nbs replay TARGET CMD…, or --run CMD)")
+	}
+	// Nix is asked for its settings while the derivation is read.
+	factsc := make(chan hostFacts, 1)
+	go func() { factsc <- readHostFacts(ctx, log) }()
+	t, err := readReplayTarget(ctx, c.Drv, log)
+	if err != nil {
+		<-factsc
+		return 0, out, err
+	}
+	u, err := takeSandboxUser()
+	if err != nil {
+		<-factsc
+		return 0, out, err
+	}
+	defer u.release()
+	facts := <-factsc
+	env, err := nix.NewBuildEnv(t.drv, nix.BuildEnvOptions{
+		Version:    facts.version,
+		BuildDir:   "/build",
+		Cores:      facts.cores,
+		Getenv:     os.LookupEnv,
+		References: func(p string) ([]string, error) { return nix.References(ctx, p) },
+	})
+	if err != nil {
+		return 0, out, fmt.Errorf("%s: %w", c.Drv, err)
+	}
+
+	ws, err := openWorkspace(u, log)
+	if err != nil {
+		return 0, out, err
+	}
+	defer func() {
+		if rerr := ws.dir.remove(); rerr != nil && err == nil {
+			err = fmt.Errorf("remove work directory %s: %w", ws.dir.path, rerr)
+		}
+	}()
+	if err := ws.writeBuildFiles(env.Files); err != nil {
+		return 0, out, err
+	}
+	ws.storePaths = storeView(ctx, t.drv, nil, buildVars{ev: &nix.EnvVars{}}, mappingSources(facts.extra), nil, log)
+
+	report, err := randomName(replayReport)
+	if err != nil {
+		return 0, out, err
+	}
+	s := replaySpec(c, t, env, facts, ws, tty, report, log)
+	stdin := c.Stdin
+	if !tty {
+		// Nix's builder reads /dev/null.
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return 0, out, err
+		}
+		defer devnull.Close()
+		stdin = devnull
+	}
+	if ierr := signals.Err(); ierr != nil {
+		return 0, out, ierr
+	}
+	if c.Started != nil {
+		c.Started()
+	}
+	status, err = run(ctx, s, u.ids, stdin, c.Stdout, c.Stderr)
+	if err != nil {
+		return 0, out, err
+	}
+	if ierr := signals.Err(); ierr != nil {
+		return 0, out, ierr
+	}
+	if out, ok := readReplayReport(filepath.Join(ws.dir.tmp(), report)); ok {
+		return status, out, nil
+	}
+	out.BuilderExit = status
+	if status == 0 {
+		return 0, out, nil
+	}
+
+	// The builder failed without stopping in a shell of its own: the
+	// replayed /build and the builder's environment, as at the failure.
+	sh, err := replayShell(t, ws.storePaths)
+	if err != nil {
+		return status, out, err
+	}
+	s.Exe = ""
+	s.Argv, s.RC = fallbackCommand(c, sh, t.name)
+	s.Env = env.Env
+	// The first sandbox left its mount points in the root directory.
+	if err := ws.freshRoot(); err != nil {
+		return status, out, err
+	}
+	out.Entered = true
+	if c.Entering != nil {
+		c.Entering(status)
+	}
+	status, err = run(ctx, s, u.ids, c.Stdin, c.Stdout, c.Stderr)
+	if err != nil {
+		return 0, out, err
+	}
+	if ierr := signals.Err(); ierr != nil {
+		return 0, out, ierr
+	}
+	return status, out, nil
+}
+
+// replayTarget is the derivation to replay, read and checked.
+type replayTarget struct {
+	drv  *nix.Derivation
+	name string
+	// bash: the builder is bash, which the hook can stop.
+	bash bool
+}
+
+// readReplayTarget reads drvPath and makes sure the builder and every input
+// exist, asking Nix to realise the input derivations when some are
+// missing (they normally are there: the original build had them).
+func readReplayTarget(ctx context.Context, drvPath string, log *slog.Logger) (*replayTarget, error) {
+	d, err := nix.ReadDerivation(drvPath)
+	if err != nil {
+		return nil, err
+	}
+	t := &replayTarget{drv: d, name: d.Env["name"]}
+	if t.name == "" {
+		t.name = nix.DrvName(drvPath)
+	}
+	if d.Platform != "" && d.Platform != "builtin" && d.Platform != nixSystem() {
+		return nil, fmt.Errorf("%s is for %s; this machine builds %s (replay it on a builder of that platform)", drvPath, d.Platform, nixSystem())
+	}
+	if strings.HasPrefix(d.Builder, "builtin:") {
+		return nil, fmt.Errorf("%s: the builder is Nix's own %s, which runs inside Nix: there is nothing to replay", drvPath, d.Builder)
+	}
+	inputs, err := d.InputPaths()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", drvPath, err)
+	}
+	var missing []string
+	for _, p := range inputs {
+		if _, err := os.Lstat(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		log.Warn("inputs missing; asking Nix to realise them", "paths", strings.Join(missing, " "))
+		var drvs []string
+		for drv := range d.InputDrvs {
+			drvs = append(drvs, drv)
+		}
+		sort.Strings(drvs)
+		if err := nix.Realise(ctx, drvs); err != nil {
+			return nil, fmt.Errorf("%s: realise the inputs: %w", drvPath, err)
+		}
+	}
+	if st, err := os.Stat(d.Builder); err != nil {
+		return nil, fmt.Errorf("%s: builder %s: %w", drvPath, d.Builder, err)
+	} else if st.Mode().Perm()&0o111 == 0 {
+		return nil, fmt.Errorf("%s: builder %s is not executable", drvPath, d.Builder)
+	}
+	t.bash = isBashBuilder(d.Builder)
+	return t, nil
+}
+
+// nixSystem is the Nix system of this machine's kernel and CPU.
+func nixSystem() string {
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "riscv64": "riscv64"}[runtime.GOARCH]
+	return arch + "-linux"
+}
+
+// isBashBuilder: bash started under a name of its own (not sh, which puts it
+// in POSIX mode, where it ignores BASH_ENV).
+func isBashBuilder(builder string) bool {
+	if strings.Contains(path.Base(builder), "bash") {
+		return true
+	}
+	if real, err := filepath.EvalSymlinks(builder); err == nil {
+		return strings.Contains(path.Base(real), "bash") && path.Base(builder) != "sh"
+	}
+	return false
+}
+
+// writeBuildFiles creates the fresh build directory, owned by the
+// sandbox user, with the files Nix writes before the builder starts.
+func (w *workspace) writeBuildFiles(files []nix.BuildFile) error {
+	dir := w.dir.build()
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("create build directory: %w", err)
+	}
+	chown := func(p string) error {
+		if w.chown == nil {
+			return nil
+		}
+		return os.Lchown(p, w.chown.UID, w.chown.GID)
+	}
+	if err := chown(dir); err != nil {
+		return err
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.Name)
+		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name, err)
+		}
+		if err := chown(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freshRoot makes the work directory ready for another sandbox: the
+// mount points the last one created in the root and the store
+// directory are still there (empty files and directories: the mounts
+// were in the sandbox's own namespace), the outputs the build created
+// in the store directory stay.
+func (w *workspace) freshRoot() error {
+	for _, p := range w.storePaths {
+		if err := os.Remove(filepath.Join(w.dir.store(), filepath.Base(p))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove a mount point: %w", err)
+		}
+	}
+	root := w.dir.root()
+	if err := removeTree(root); err != nil {
+		return fmt.Errorf("empty %s: %w", root, err)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(root, 0o755); err != nil {
+		return err
+	}
+	if w.chown != nil {
+		return os.Lchown(root, w.chown.UID, w.chown.GID)
+	}
+	return nil
+}
+
+// replaySpec is the sandbox of the replay: Nix's, with the builder's
+// argv and environment, and for a bash builder the hook on fd 3.
+func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFacts, ws *workspace, tty bool, report string, log *slog.Logger) *spec {
+	s := nixSandbox(ws, facts, "/build", "", t.drv.IsFixedOutput(), tty, log)
+	// As Nix's runChild: argv[0] is the builder's base name.
+	s.Exe = env.Argv[0]
+	s.Argv = append([]string{path.Base(env.Argv[0])}, env.Argv[1:]...)
+	s.Env = env.Env
+	s.Cwd = "/build"
+	if !t.bash {
+		log.Debug("the builder is not bash: it runs as it is, and a shell enters /build if it fails")
+		return s
+	}
+	h := hookConfig{
+		script:     c.Script,
+		breakPhase: c.Break,
+		tty:        tty,
+		bash:       t.drv.Builder,
+		name:       t.name,
+		color:      !term.NoColor(),
+		reportDir:  "/tmp",
+		reportName: report,
+	}
+	if len(c.Command) > 0 {
+		h.script = shWords(c.Command)
+	}
+	h.bashEnv, h.hasEnv = t.drv.Env["BASH_ENV"]
+	var e []string
+	for _, kv := range env.Env {
+		if !strings.HasPrefix(kv, "BASH_ENV=") {
+			e = append(e, kv)
+		}
+	}
+	s.Env = append(e, "BASH_ENV=/dev/fd/"+strconv.Itoa(rcFD))
+	sort.Strings(s.Env)
+	s.RC = bashHook(h)
+	log.Debug("bash builder: the hook stops it at its failure", "break", c.Break)
+	return s
+}
+
+// shWords quotes a command and its arguments as one line of shell code.
+func shWords(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = shquote.Quote(w)
+	}
+	return strings.Join(q, " ")
+}
+
+// randomName is prefix and 8 random hex digits: the report's name, which
+// a build cannot guess.
+func randomName(prefix string) (string, error) {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return prefix + "-" + hex.EncodeToString(b), nil
+}
+
+// readReplayReport reads what the hook wrote when it stopped.
+func readReplayReport(p string) (ReplayOutcome, bool) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return ReplayOutcome{}, false
+	}
+	f := strings.Fields(string(data))
+	switch {
+	case len(f) >= 2 && f[0] == "failed":
+		st, err := strconv.Atoi(f[1])
+		if err != nil {
+			return ReplayOutcome{}, false
+		}
+		o := ReplayOutcome{Stopped: true, Status: st}
+		if len(f) > 2 {
+			o.Phase = f[2]
+		}
+		return o, true
+	case len(f) == 2 && f[0] == "break":
+		return ReplayOutcome{Stopped: true, Break: true, Phase: f[1]}, true
+	}
+	return ReplayOutcome{}, false
+}
+
+// replayShell is the shell that enters a replayed /build when the
+// builder did not stop in its own: the builder when it is bash, else a
+// bash or sh among the build's inputs.
+func replayShell(t *replayTarget, storePaths []string) (string, error) {
+	if t.bash {
+		return t.drv.Builder, nil
+	}
+	for _, name := range []string{"bin/bash", "bin/sh"} {
+		for _, p := range storePaths {
+			if st, err := os.Stat(filepath.Join(p, name)); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+				return filepath.Join(p, name), nil
+			}
+		}
+	}
+	for _, p := range storePaths {
+		if strings.HasSuffix(p, "-bash") {
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+				return p, nil
+			}
+		}
+	}
+	return "", errors.New("the builder failed, and no shell (bash or sh) is among the build's inputs to enter its /build with")
+}
+
+// fallbackCommand is what enters the replayed /build after a failure
+// without a stop: the script, the command or an interactive shell.
+func fallbackCommand(c ReplayConfig, sh, name string) ([]string, string) {
+	switch {
+	case c.Script != "":
+		return []string{sh, "-c", c.Script}, ""
+	case len(c.Command) > 0:
+		return append([]string{sh, "-c", `exec "$@"`, "--"}, c.Command...), ""
+	}
+	return interactiveShell(rcConfig{
+		shell:    sh,
+		load:     ":",
+		buildDir: "/build",
+		name:     name,
+		color:    !term.NoColor(),
+	})
+}
