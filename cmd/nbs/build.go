@@ -34,6 +34,10 @@ type BuildOptions struct {
 	Args []string
 	// With are tools added to the sandbox (see nbs shell --with).
 	With []string
+	// Replay runs a failed derivation again and stops at its failure
+	// (see nbs replay), Break before that stdenv phase.
+	Replay bool
+	Break  string
 }
 
 // buildLong is what --help says; buildManual adds, in the manual page
@@ -130,6 +134,8 @@ func newCmdBuild(f *Factory) *cobra.Command {
 	// Shown by --help only; parsing is parseBuildArgs'.
 	cmd.Flags().String("run", "", "run `CMD` in the failed build's sandbox instead of a shell, and exit with its status")
 	cmd.Flags().Bool("no-shell", false, "never enter a sandbox; print how to enter it instead")
+	cmd.Flags().Bool("replay", false, "run a failed derivation again, as you, and stop at its failure in its live state (see 'nbs replay')")
+	cmd.Flags().String("break", "", "with --replay: stop before stdenv's `PHASE` instead of at the failure")
 	cmd.Flags().String("nix-build", "", "the nix-build (or nix) `PATH` to run")
 	cmd.Flags().StringArray("with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the failed build's sandbox and its bin/ to PATH; repeatable")
 	return cmd
@@ -163,6 +169,12 @@ loop:
 			opts.f.Debug = true
 		case a == "--no-shell":
 			opts.NoShell = true
+		case a == "--replay":
+			opts.Replay = true
+		case a == "--break" || strings.HasPrefix(a, "--break="):
+			if opts.Break, err = value("--break"); err != nil {
+				return false, err
+			}
 		case a == "--run" || strings.HasPrefix(a, "--run="):
 			if opts.Run, err = value("--run"); err != nil {
 				return false, err
@@ -219,6 +231,9 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	}
 	if res.ExitCode == 0 {
 		return &exitStatus{0}
+	}
+	if opts.Replay {
+		return replayBuildFailure(ctx, f, res.Failures, res.ExitCode, opts)
 	}
 
 	// The failures that can be entered, in the order they failed: local

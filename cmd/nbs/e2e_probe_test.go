@@ -49,42 +49,7 @@ func TestDifferential(t *testing.T) {
 			if res.code != 1 || res.stdout == "" {
 				t.Fatalf("nbs shell %s %s: status %d, want 1 (NBS_PROBE_EXIT); stderr:\n%s", kept, exe, res.code, res.stderr)
 			}
-			nbsFacts := parseFacts(t, res.stdout)
-			c := &comparison{r: r, nix: nixFacts, nbs: nbsFacts}
-			var unexplained []string
-			gaps := map[*diffRule][]string{}
-			for _, k := range factKeys(nixFacts, nbsFacts) {
-				nixV, nbsV := factOf(nixFacts, k), factOf(nbsFacts, k)
-				if nixV == nbsV {
-					continue
-				}
-				used, ok := c.explain(k, nixV, nbsV)
-				line := fmt.Sprintf("%s\n\tnix: %s\n\tnbs: %s", k, nixV, nbsV)
-				if !ok {
-					unexplained = append(unexplained, line)
-					continue
-				}
-				for _, g := range used {
-					seen[g] = true
-					if g.gap {
-						gaps[g] = append(gaps[g], line)
-					}
-				}
-			}
-			for _, g := range knownGap {
-				if ls := gaps[g]; len(ls) > 0 {
-					more := ""
-					if len(ls) > 40 {
-						more = fmt.Sprintf("\n(and %d more)", len(ls)-40)
-						ls = ls[:40]
-					}
-					t.Logf("KNOWN GAP: %s\n%s%s", g.why, strings.Join(ls, "\n"), more)
-				}
-			}
-			if len(unexplained) > 0 {
-				t.Errorf("nbs shell differs from Nix's sandbox in %d facts (neither allowed nor a known gap):\n%s\n\nThe whole outputs:\n--- nix\n%s--- nbs\n%s",
-					len(unexplained), strings.Join(unexplained, "\n"), b, res.stdout)
-			}
+			compareFacts(t, r, nixFacts, b, res.stdout, seen, "nbs shell")
 			assertCleanTmp(t, res)
 		})
 	}
@@ -101,6 +66,49 @@ func TestDifferential(t *testing.T) {
 			}
 			t.Errorf("known gap no longer seen, remove it from knownGap: %s", g.why)
 		}
+	}
+}
+
+// compareFacts compares the probe's facts under nbs (what: how it ran)
+// with Nix's: every difference must be allowed or a known gap (logged);
+// seen collects the rules used.
+func compareFacts(t *testing.T, r runner, nixFacts map[string]string, nixOut []byte, nbsOut string, seen map[*diffRule]bool, what string) {
+	t.Helper()
+	nbsFacts := parseFacts(t, nbsOut)
+	c := &comparison{r: r, nix: nixFacts, nbs: nbsFacts}
+	var unexplained []string
+	gaps := map[*diffRule][]string{}
+	for _, k := range factKeys(nixFacts, nbsFacts) {
+		nixV, nbsV := factOf(nixFacts, k), factOf(nbsFacts, k)
+		if nixV == nbsV {
+			continue
+		}
+		used, ok := c.explain(k, nixV, nbsV)
+		line := fmt.Sprintf("%s\n\tnix: %s\n\tnbs: %s", k, nixV, nbsV)
+		if !ok {
+			unexplained = append(unexplained, line)
+			continue
+		}
+		for _, g := range used {
+			seen[g] = true
+			if g.gap {
+				gaps[g] = append(gaps[g], line)
+			}
+		}
+	}
+	for _, g := range knownGap {
+		if ls := gaps[g]; len(ls) > 0 {
+			more := ""
+			if len(ls) > 40 {
+				more = fmt.Sprintf("\n(and %d more)", len(ls)-40)
+				ls = ls[:40]
+			}
+			t.Logf("KNOWN GAP: %s\n%s%s", g.why, strings.Join(ls, "\n"), more)
+		}
+	}
+	if len(unexplained) > 0 {
+		t.Errorf("%s differs from Nix's sandbox in %d facts (neither allowed nor a known gap):\n%s\n\nThe whole outputs:\n--- nix\n%s--- nbs\n%s",
+			what, len(unexplained), strings.Join(unexplained, "\n"), nixOut, nbsOut)
 	}
 }
 
@@ -373,6 +381,14 @@ func buildProbe(t *testing.T) string {
 // probe in Nix's sandbox and fails, and returns the kept directory.
 func buildProbeFailure(t *testing.T, probe string) string {
 	t.Helper()
+	kept, _ := buildProbeFailureDrv(t, probe)
+	return kept
+}
+
+// buildProbeFailureDrv is buildProbeFailure that also returns the
+// derivation.
+func buildProbeFailureDrv(t *testing.T, probe string) (kept, drv string) {
+	t.Helper()
 	nixFile, err := filepath.Abs("../../testdata/probe")
 	if err != nil {
 		t.Fatal(err)
@@ -394,7 +410,10 @@ func buildProbeFailure(t *testing.T, probe string) string {
 			removeKept(dir)
 		}
 	})
-	return dir
+	if m := failedDrvRE.FindStringSubmatch(stderr.String()); m != nil {
+		drv = m[1]
+	}
+	return dir, drv
 }
 
 // parseFacts reads the probe's `key = value` lines.

@@ -78,6 +78,7 @@ modified.`,
 	root.SetErr(f.Stderr)
 	root.AddCommand(newCmdShell(f, nil))
 	root.AddCommand(newCmdBuild(f))
+	root.AddCommand(newCmdReplay(f))
 	root.AddCommand(newCmdList(f))
 	root.AddCommand(newCmdAttach(f))
 	root.AddCommand(newCmdDiff(f))

@@ -148,7 +148,7 @@ func enterLocal(ctx context.Context, f *Factory, c sandbox.Config) (status int, 
 	c.Changed = printChanged(f)
 	status, kept, err = sandbox.Enter(ctx, c)
 	if errors.Is(err, sandbox.ErrUnreadable) {
-		err = &hintError{err, "run it as root, which copies the files and still runs the sandbox as you: sudo " + sudoShell(c.Script, c.Dir, c.Command)}
+		err = &hintError{err, unreadableHint(c.Script, c.Dir, c.Command)}
 	}
 	return status, kept, err
 }

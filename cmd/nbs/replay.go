@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nix-build-shell/nbs/nix"
+	"github.com/nix-build-shell/nbs/sandbox"
+	"github.com/nix-build-shell/nbs/sandbox/shquote"
+	terminal "github.com/nix-build-shell/nbs/sandbox/term"
+	"github.com/nix-build-shell/nbs/wrapper"
+	"github.com/spf13/cobra"
+)
+
+// ReplayOptions is what `nbs replay` was asked to do.
+type ReplayOptions struct {
+	f       *Factory
+	Target  string
+	Command []string
+	Run     string
+	Break   string
+}
+
+const replayLong = `Run the failed derivation TARGET again, in nbs's re-creation of Nix's
+sandbox, as you (no sudo, nothing kept needed), and stop at its failure
+in the failing process's live state.
+
+TARGET is the .drv, or a kept build directory (nbs finds its .drv). The
+derivation is not changed: the same builder, arguments and environment
+as Nix gives them (NIX_BUILD_TOP, TMPDIR, the outputs, NIX_BUILD_CORES,
+PATH=/path-not-set, HOME=/homeless-shelter, passAsFile, structured attrs
+files, exportReferencesGraph), a fresh /build of your own, the outputs
+created in the sandbox's private store directory.
+
+For a bash builder (nixpkgs' stdenv, or any builder = bash) the shell
+stops where the failing command made errexit end it: you get an
+interactive shell with everything it had (variables, exported or not,
+functions, shopt and set options, traps, the phase in $curPhase, the
+directory), or CMD runs there, evaluated in that very shell; nbs exits
+with CMD's status. errexit and nounset are off in the interactive shell
+(it says so). Any other builder that fails leaves you in the replayed
+/build with the builder's environment, like a kept directory.
+
+--break PHASE stops a stdenv build before PHASE starts, with the earlier
+phases done. A replay is a new run: when it fails elsewhere than the
+original, or succeeds, nbs says so (exit 0 when it succeeded).
+
+What a build can observe of nbs before the stop: BASH_ENV=/dev/fd/3 in
+its initial environment block (/proc/self/environ; the variable itself
+is gone), errtrace (set -E) on, nbs's ERR and EXIT traps (until the
+build sets its own), a controlling terminal when nbs has one, and with
+--break a DEBUG trap until genericBuild, then one line in runPhase.`
+
+func newCmdReplay(f *Factory) *cobra.Command {
+	opts := &ReplayOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "replay [--break PHASE] [--run CMD] TARGET [CMD [ARG...]]",
+		Short: "Run a failed derivation again, as you, and stop at its failure in its live state",
+		Long:  replayLong,
+		Example: `  nbs replay /nix/store/...-hello-2.12.drv
+  nbs replay /tmp/nix-build-hello-2.12.drv-0
+  nbs replay --break checkPhase /nix/store/...-hello-2.12.drv
+  nbs replay --run 'echo $curPhase; declare -F' /nix/store/...-hello-2.12.drv
+  nbs replay /nix/store/...-hello-2.12.drv make -j1`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return &usageError{errors.New("replay: missing TARGET, the failed derivation (.drv) or its kept build directory")}
+			}
+			if opts.Run != "" && len(args) > 1 {
+				return &usageError{errors.New("replay: give either --run CMD or a command after TARGET, not both")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Target, opts.Command = args[0], args[1:]
+			drv, err := replayDrv(opts.Target)
+			if err != nil {
+				return err
+			}
+			return replayFailure(cmd.Context(), f, drv, -1, opts)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().StringVar(&opts.Break, "break", "", "stop before stdenv's `PHASE` (e.g. buildPhase) instead of at the failure")
+	cmd.Flags().StringVar(&opts.Run, "run", "", "evaluate `CMD` in the stopped shell instead of an interactive one, and exit with its status")
+	return cmd
+}
+
+// replayDrv finds the derivation of TARGET: a .drv, or a kept build
+// directory (by its env-vars, else by its name).
+func replayDrv(target string) (string, error) {
+	if strings.HasSuffix(target, ".drv") {
+		abs, err := filepath.Abs(target)
+		if err != nil {
+			return "", err
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = real
+		}
+		if _, err := nix.ReadDerivation(abs); err != nil {
+			return "", err
+		}
+		return abs, nil
+	}
+	dir, err := nix.FindBuildDir(target)
+	if err != nil {
+		return "", &hintError{err, "give the failed derivation's .drv, or a directory nix-build --keep-failed kept"}
+	}
+	if ev, err := nix.ReadEnvVars(filepath.Join(dir, "env-vars")); err == nil {
+		name, _ := ev.Get("name")
+		out, _ := ev.Get("out")
+		if drv, _, err := nix.FindDerivation(nix.StoreDir, name, out); err == nil {
+			return drv, nil
+		}
+	}
+	// env-vars is 0600 for the build user (recent nixpkgs): the name of
+	// the kept directory names the derivation.
+	var near time.Time
+	if st, err := os.Stat(dir); err == nil {
+		near = st.ModTime()
+	}
+	for _, p := range []string{target, dir} {
+		if b, ok := nix.ParseBuildDir(p); ok && b.Name != "" {
+			return nix.FindFailedDerivation(nix.StoreDir, b.Name, near)
+		}
+	}
+	return "", fmt.Errorf("%s: cannot tell which derivation it was built from (env-vars unreadable, no name in the path); give the .drv", target)
+}
+
+// original is what is known of the failure being replayed.
+type original struct {
+	phase string
+	exit  int // -1: unknown
+	// succeeded: the outputs exist, the original did not fail.
+	succeeded bool
+}
+
+func (o original) String() string {
+	if o.succeeded {
+		return " (its outputs exist: the original build succeeded)"
+	}
+	var s []string
+	if o.phase != "" {
+		s = append(s, "in "+o.phase)
+	}
+	if o.exit >= 0 {
+		s = append(s, fmt.Sprintf("exit %d", o.exit))
+	}
+	if len(s) == 0 {
+		return ""
+	}
+	return " (the original failed " + strings.Join(s, ", ") + ")"
+}
+
+// originalFromLog reads the phase the original build failed in from the
+// log Nix stored for it.
+func originalFromLog(ctx context.Context, drv string, exit int) original {
+	o := original{exit: exit}
+	if d, err := nix.ReadDerivation(drv); err == nil && len(d.Outputs) > 0 {
+		o.succeeded = true
+		for _, out := range d.Outputs {
+			if _, err := os.Lstat(out.Path); out.Path == "" || err != nil {
+				o.succeeded = false
+			}
+		}
+	}
+	o.phase = nix.FailedPhase(drv)
+	return o
+}
+
+// replayFailure replays drv, whose build failed with exit (-1:
+// unknown), and says what happened; its error carries the exit status.
+func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *ReplayOptions) error {
+	name := nix.DrvName(drv)
+	// The log is read while the sandbox is set up.
+	origc := make(chan original, 1)
+	go func() { origc <- originalFromLog(ctx, drv, exit) }()
+	var orig original
+	status, out, err := sandbox.Replay(ctx, sandbox.ReplayConfig{
+		Drv:     drv,
+		Break:   opts.Break,
+		Script:  opts.Run,
+		Command: opts.Command,
+		Started: func() {
+			orig = <-origc
+			fmt.Fprintf(f.Stderr, "nbs: replaying %s%s in a new sandbox (%s)\n", name, orig, drv)
+		},
+		Entering: func(exit int) {
+			fmt.Fprintf(f.Stderr, "nbs: the replayed builder failed%s without stopping in a shell of its own; entering its /build as the failure left it\n", exitText(exit))
+		},
+		Stdin:  f.Stdin,
+		Stdout: f.Stdout,
+		Stderr: f.Stderr,
+		Log:    f.Log(),
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case out.Stopped && !out.Break && orig.phase != "" && out.Phase != "" && out.Phase != orig.phase:
+		fmt.Fprintf(f.Stderr, "nbs: note: the replay failed in %s, the original in %s: the build does not fail the same way every time\n", out.Phase, orig.phase)
+	case out.Stopped && !out.Break && orig.exit >= 0 && out.Status != orig.exit && orig.phase == "":
+		fmt.Fprintf(f.Stderr, "nbs: note: the replay failed with exit %d, the original with exit %d\n", out.Status, orig.exit)
+	case !out.Stopped && out.BuilderExit == 0:
+		if opts.Break != "" {
+			fmt.Fprintf(f.Stderr, "nbs: --break %s: the replay never reached that phase (no such phase, or the build does not use stdenv's runPhase), and it succeeded\n", opts.Break)
+		}
+		fmt.Fprintf(f.Stderr, "nbs: the replay of %s succeeded: the original failure did not happen again (the build is not deterministic, or what it depends on changed)\n", name)
+		return &exitStatus{0}
+	case out.Stopped && !out.Break && opts.Break != "":
+		fmt.Fprintf(f.Stderr, "nbs: --break %s: the build failed before it reached that phase\n", opts.Break)
+	case !out.Stopped && opts.Break != "":
+		fmt.Fprintf(f.Stderr, "nbs: --break %s: the replay never reached that phase\n", opts.Break)
+	}
+	return &exitStatus{status}
+}
+
+// unreadableHint is what to do about a kept directory whose env-vars
+// only the build user may read: sudo, or a replay of the same request.
+func unreadableHint(run, dir string, command []string) string {
+	shell := sudoShell(run, dir, command)
+	return "run it as root, which copies the files and still runs the sandbox as you: sudo " + shell +
+		"; or, without sudo, run the build again as you and stop at its failure: nbs replay" + strings.TrimPrefix(shell, "nbs shell")
+}
+
+// replayBuildFailure is nbs build --replay: the first failure that
+// built here is replayed; nix-build's status is the exit status unless
+// something ran at the stop.
+func replayBuildFailure(ctx context.Context, f *Factory, failures []wrapper.Failure, nixStatus int, opts *BuildOptions) error {
+	var first *wrapper.Failure
+	for i, fl := range failures {
+		if fl.Builder != "" {
+			fmt.Fprintf(f.Stderr, "nbs: %s failed on %s; nbs replays only builds that ran here (build it here with --builders '' to replay it)\n", nix.DrvName(fl.Drv), fl.Builder)
+			continue
+		}
+		if first == nil {
+			first = &failures[i]
+		} else {
+			fmt.Fprintf(f.Stderr, "nbs: %s failed too; replay it with: nbs replay %s\n", nix.DrvName(fl.Drv), shquote.Paste(fl.Drv))
+		}
+	}
+	if first == nil {
+		return &exitStatus{nixStatus}
+	}
+	interactive := terminal.IsTerminal(f.Stdin) && terminal.IsTerminal(f.Stdout)
+	if opts.NoShell || (opts.Run == "" && !interactive) {
+		fmt.Fprintf(f.Stderr, "nbs: %s failed%s; replay it with: nbs replay %s\n", nix.DrvName(first.Drv), exitText(first.ExitCode), shquote.Paste(first.Drv))
+		return &exitStatus{nixStatus}
+	}
+	err := replayFailure(ctx, f, first.Drv, first.ExitCode, &ReplayOptions{f: f, Run: opts.Run, Break: opts.Break})
+	var st *exitStatus
+	if opts.Run == "" && errors.As(err, &st) {
+		return &exitStatus{nixStatus}
+	}
+	return err
+}
