@@ -33,8 +33,11 @@ const (
 // rcFD is where the interactive shell finds spec.RC (bash --rcfile /dev/fd/3).
 const rcFD = 3
 
-// IsChild reports whether this process is the sandbox child.
-func IsChild() bool { return len(os.Args) > 0 && os.Args[0] == childArg0 }
+// IsChild reports whether this process is the sandbox child (or the
+// namespace probe, see probeArg0).
+func IsChild() bool {
+	return len(os.Args) > 0 && (os.Args[0] == childArg0 || os.Args[0] == probeArg0)
+}
 
 // childError is how a failed set-up step travels to the parent.
 type childError struct {
@@ -45,6 +48,9 @@ type childError struct {
 // ChildMain sets the sandbox up and execs the command. It never returns:
 // on failure it reports the step on errFD and exits 127.
 func ChildMain() {
+	if os.Args[0] == probeArg0 {
+		probeMain()
+	}
 	// Capabilities, no_new_privs and seccomp are per thread: everything
 	// runs on this one thread, which ends in execve.
 	runtime.LockOSThread()
@@ -67,26 +73,28 @@ func runChild() (string, error) {
 	steps := []struct {
 		name string
 		run  func(*spec) error
-		// sandboxOnly steps are skipped for spec.Unsandboxed.
-		sandboxOnly bool
+		// sandboxOnly steps are skipped for spec.Unsandboxed; mountNS
+		// ones (an unsandboxed build's mounts) for spec.NoNamespaces,
+		// which runs only the per-process steps.
+		sandboxOnly, mountNS bool
 		// attach steps are the only ones run for Spec.Attach: the
 		// build being entered has its namespaces and mounts already.
 		attach bool
 	}{
-		{"bring up loopback", setupLoopback, true, false},
-		{"set host name", setupUTS, true, false},
-		{"make mounts private", makeMountsPrivate, false, false},
-		{"bind new root", bindRoot, true, false},
-		{"apply mount plan", applyPlan, false, false},
-		{"pivot_root", pivotRoot, true, false},
-		{"make / read-only", readOnlyRoot, true, false},
-		{"enter the build's mounts", enterBuildMounts, false, true},
-		{"find command", findCommand, false, true},
-		{"set up terminal", setupTTY, false, true},
-		{"exec", execCommand, false, true},
+		{"bring up loopback", setupLoopback, true, false, false},
+		{"set host name", setupUTS, true, false, false},
+		{"make mounts private", makeMountsPrivate, false, true, false},
+		{"bind new root", bindRoot, true, false, false},
+		{"apply mount plan", applyPlan, false, true, false},
+		{"pivot_root", pivotRoot, true, false, false},
+		{"make / read-only", readOnlyRoot, true, false, false},
+		{"enter the build's mounts", enterBuildMounts, false, false, true},
+		{"find command", findCommand, false, false, true},
+		{"set up terminal", setupTTY, false, false, true},
+		{"exec", execCommand, false, false, true},
 	}
 	for _, s := range steps {
-		if s.sandboxOnly && sp.Unsandboxed || sp.Attach && !s.attach {
+		if s.sandboxOnly && sp.Unsandboxed || s.mountNS && sp.NoNamespaces || sp.Attach && !s.attach {
 			continue
 		}
 		if err := s.run(sp); err != nil {

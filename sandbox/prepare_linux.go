@@ -63,16 +63,12 @@ func readBuild(dir string, with []string) (*keptBuild, error) {
 		return nil, fmt.Errorf("%s: SHELL is %s, which is not an executable file", envPath, b.shell)
 	}
 	if top, ok := b.env.Get("NIX_BUILD_TOP"); ok && top != "" {
-		if b.unsandboxed = ranUnsandboxed(top, buildDir); b.unsandboxed {
-			// The copy goes over the original directory in our own
-			// mount namespace: it must be there, a real directory.
-			if info, err := os.Lstat(top); err != nil || !info.IsDir() {
-				return nil, fmt.Errorf("%s: the build ran without Nix's sandbox in %s, which is not a directory on this machine any more", envPath, top)
+		if b.unsandboxed = ranUnsandboxed(top, buildDir); !b.unsandboxed {
+			if err := checkBuildDir(top); err != nil {
+				// The build wrote env-vars: its NIX_BUILD_TOP must not put
+				// the copy where the sandbox's own mounts go.
+				return nil, fmt.Errorf("%s: NIX_BUILD_TOP: %w", envPath, err)
 			}
-		} else if err := checkBuildDir(top); err != nil {
-			// The build wrote env-vars: its NIX_BUILD_TOP must not put
-			// the copy where the sandbox's own mounts go.
-			return nil, fmt.Errorf("%s: NIX_BUILD_TOP: %w", envPath, err)
 		}
 		b.sandboxDir = top
 	}
@@ -80,6 +76,61 @@ func readBuild(dir string, with []string) (*keptBuild, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// mode is how a kept build is entered.
+type mode int
+
+const (
+	// modeSandbox re-creates Nix's sandbox.
+	modeSandbox mode = iota
+	// modeHost: the build ran without Nix's sandbox; user, mount and
+	// PID namespaces put the copy at the original path on the host.
+	modeHost
+	// modeNoNamespaces: the same where no namespace can be made (a
+	// default Docker container, many CI runners): the command runs on
+	// the host as it is, the copy beside the original, the build's own
+	// variables pointed at it.
+	modeNoNamespaces
+)
+
+func (m mode) String() string {
+	return [...]string{"sandbox", "host (sandbox = false, in namespaces)", "no namespaces (sandbox = false)"}[m]
+}
+
+// chooseMode decides how b is entered as ids: a sandboxed build in the
+// sandbox, an unsandboxed one in namespaces where the probe can make
+// them and without any where they are refused. For that, and for a
+// sandboxed build that cannot be entered, it returns the restriction.
+func chooseMode(b *keptBuild, ids Owner, log *slog.Logger) (mode, *nsRestriction, error) {
+	m := modeSandbox
+	sp := &spec{}
+	if b.unsandboxed {
+		m, sp.Unsandboxed = modeHost, true
+	} else if _, fixedOutput := b.env.Get("outputHash"); fixedOutput {
+		sp.HostNetwork = true
+	}
+	plain := &spec{Unsandboxed: true, NoNamespaces: true}
+	r, err := namespacesRefused(procAttr(sp, ids), procAttr(plain, ids))
+	if err != nil {
+		return 0, nil, err
+	}
+	if r == nil {
+		if m == modeHost {
+			// The copy goes over the original directory in our own
+			// mount namespace: it must be there, a real directory.
+			if info, err := os.Lstat(b.sandboxDir); err != nil || !info.IsDir() {
+				return 0, nil, fmt.Errorf("%s: the build ran without Nix's sandbox in %s, which is not a directory on this machine any more", filepath.Join(b.dir, "env-vars"), b.sandboxDir)
+			}
+		}
+		log.Debug("mode", "mode", m.String())
+		return m, nil, nil
+	}
+	if m == modeSandbox {
+		return 0, r, r.error()
+	}
+	log.Debug("mode", "mode", modeNoNamespaces.String(), "why", r.err.Error()+"; "+r.hint)
+	return modeNoNamespaces, r, nil
 }
 
 // ranUnsandboxed tells from NIX_BUILD_TOP whether the build ran without

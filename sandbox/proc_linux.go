@@ -32,7 +32,10 @@ func execCommand(s *spec) error {
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &core); err != nil {
 		return fmt.Errorf("setrlimit RLIMIT_CORE: %w", err)
 	}
-	if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, addrNoRandomize, 0, 0); errno != 0 {
+	if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, addrNoRandomize, 0, 0); errno != 0 && !s.NoNamespaces {
+		// Without namespaces nbs is in a container whose seccomp
+		// profile may refuse it (Docker's allows only a few
+		// personalities); Nix ignores the failure there too.
 		return fmt.Errorf("personality ADDR_NO_RANDOMIZE: %w", errno)
 	}
 	if err := unix.Chdir(s.Cwd); err != nil {
@@ -67,7 +70,9 @@ func execCommand(s *spec) error {
 	}
 	// A session keyring of its own: the caller's (the user's keys,
 	// tokens) must not be reachable from the build.
-	if _, _, errno := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 && errno != unix.ENOSYS {
+	// A filter that refuses keyctl (Docker's default profile) refuses it
+	// to the command as well: EPERM then leaves nothing reachable.
+	if _, _, errno := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 && errno != unix.ENOSYS && !(errno == unix.EPERM && s.NoNamespaces) {
 		return fmt.Errorf("keyctl join session keyring: %w", errno)
 	}
 	exe := s.Argv[0]

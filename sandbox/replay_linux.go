@@ -75,7 +75,7 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 		return 0, out, fmt.Errorf("%s: %w", c.Drv, err)
 	}
 
-	ws, err := openWorkspace(u, log)
+	ws, err := openWorkspace(u, "", log)
 	if err != nil {
 		return 0, out, err
 	}

@@ -23,6 +23,11 @@ type process struct {
 	cmd    *exec.Cmd
 	master *os.File // pty master (spec.TTY)
 	waitc  chan error
+	// noPIDNS: the command has no PID namespace whose end would end
+	// what it started; nbs, its subreaper, does (see endOrphans).
+	noPIDNS bool
+	// before are nbs's children from before the start (see endOrphans).
+	before map[int]bool
 }
 
 // setupError is a set-up step that failed inside the child.
@@ -50,41 +55,24 @@ func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error
 		extra = append(extra, ptyChild)
 	}
 
-	// Inside, the sandbox user is 1000:100 as in Nix; an unsandboxed
-	// build ran with host ids, so they stay what they are.
-	uid, gid := sandboxUID, sandboxGID
-	if sp.Unsandboxed {
-		uid, gid = ids.UID, ids.GID
-	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{childArg0},
-		Env:        []string{},
-		Stdin:      stdin,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		ExtraFiles: extra,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: cloneFlags(sp),
-			UidMappings: []syscall.SysProcIDMap{
-				{ContainerID: uid, HostID: ids.UID, Size: 1},
-			},
-			GidMappings: []syscall.SysProcIDMap{
-				{ContainerID: gid, HostID: ids.GID, Size: 1},
-			},
-			// Nix writes "deny" to setgroups too.
-			GidMappingsEnableSetgroups: false,
-			Credential:                 &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true},
-			// Keep what the set-up needs across the re-exec while
-			// already being uid 1000; dropped before the final execve.
-			AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN},
-			// PID 1 of the sandbox is a session leader, as Nix's builder.
-			Setsid:    true,
-			Pdeathsig: syscall.SIGKILL,
-		},
+		Path:        "/proc/self/exe",
+		Args:        []string{childArg0},
+		Env:         []string{},
+		Stdin:       stdin,
+		Stdout:      stdout,
+		Stderr:      stderr,
+		ExtraFiles:  extra,
+		SysProcAttr: procAttr(sp, ids),
 	}
 
-	p := &process{cmd: cmd, waitc: make(chan error, 1)}
+	p := &process{cmd: cmd, waitc: make(chan error, 1), noPIDNS: sp.NoNamespaces}
+	if p.noPIDNS {
+		if err := becomeSubreaper(); err != nil {
+			return nil, err
+		}
+		p.before = children(os.Getpid())
+	}
 	started := make(chan error, 1)
 	go func() {
 		// Pdeathsig fires when the thread that forked exits, not the
@@ -99,6 +87,9 @@ func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error
 		p.waitc <- cmd.Wait()
 	}()
 	if err := <-started; err != nil {
+		if sp.NoNamespaces {
+			return nil, fmt.Errorf("start the build's shell: %w", err)
+		}
 		return nil, startError(err)
 	}
 	specR.Close()
@@ -205,6 +196,43 @@ const (
 	sandboxGID = 100
 )
 
+// procAttr is how the child of sp is started as ids: in its namespaces
+// with ids mapped (to 1000/100 inside, as in Nix; an unsandboxed build
+// ran with host ids, so they stay what they are), or, for
+// sp.NoNamespaces, as ids itself (only host root can, and must, change
+// to them).
+func procAttr(sp *spec, ids Owner) *syscall.SysProcAttr {
+	if sp.NoNamespaces {
+		a := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+		if isHostRoot() {
+			a.Credential = &syscall.Credential{Uid: uint32(ids.UID), Gid: uint32(ids.GID), Groups: []uint32{}}
+		}
+		return a
+	}
+	uid, gid := sandboxUID, sandboxGID
+	if sp.Unsandboxed {
+		uid, gid = ids.UID, ids.GID
+	}
+	return &syscall.SysProcAttr{
+		Cloneflags: cloneFlags(sp),
+		UidMappings: []syscall.SysProcIDMap{
+			{ContainerID: uid, HostID: ids.UID, Size: 1},
+		},
+		GidMappings: []syscall.SysProcIDMap{
+			{ContainerID: gid, HostID: ids.GID, Size: 1},
+		},
+		// Nix writes "deny" to setgroups too.
+		GidMappingsEnableSetgroups: false,
+		Credential:                 &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true},
+		// Keep what the set-up needs across the re-exec while
+		// already being uid 1000; dropped before the final execve.
+		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN},
+		// PID 1 of the sandbox is a session leader, as Nix's builder.
+		Setsid:    true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+}
+
 func cloneFlags(sp *spec) uintptr {
 	if sp.Unsandboxed {
 		// The mount namespace is for the copy's bind only; the PID
@@ -247,7 +275,7 @@ func (p *process) Close() {
 func (p *process) Master() *os.File { return p.master }
 
 // Kill ends the sandbox: killing its PID 1 makes the kernel kill every
-// process in its PID namespace.
+// process in its PID namespace. Without one, Wait ends the rest.
 func (p *process) Kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 }
@@ -261,6 +289,9 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 	case <-ctx.Done():
 		p.Kill()
 		err = <-p.waitc
+	}
+	if p.noPIDNS {
+		endOrphans(p.before)
 	}
 	if err == nil {
 		return 0, nil

@@ -50,6 +50,12 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer u.release()
+	// How to enter, from a probe of the namespaces it needs: a sandboxed
+	// build that cannot get them fails here, before the copy.
+	m, restriction, err := chooseMode(b, u.ids, log)
+	if err != nil {
+		return 0, "", err
+	}
 	// The host's Nix and the store are asked (or their answers read from
 	// the cache) while the work directory is made and the copy runs:
 	// neither needs them.
@@ -61,6 +67,9 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		store   []string
 	}
 	view := func(a *nixAnswers) []string {
+		if m != modeSandbox {
+			return nil // an unsandboxed build saw the whole store
+		}
 		return storeView(ctx, a.drv, a.drvErr, b.vars, append(mappingSources(a.facts.extra), b.shell), b.tools, log)
 	}
 	answers := make(chan *nixAnswers, 1)
@@ -73,7 +82,11 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 
 	// Workspace. From here on the work directory exists: it is removed
 	// (or kept) on every way out, after the sandbox has ended.
-	ws, err := openWorkspace(u, log)
+	beside := ""
+	if m == modeNoNamespaces {
+		beside = b.dir
+	}
+	ws, err := openWorkspace(u, beside, log)
 	if err != nil {
 		return 0, "", err
 	}
@@ -98,7 +111,12 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	// Spec: the sandbox the child is to build, from what the parts
 	// above found. Nothing on the host changes between here and the
 	// start.
-	s := newSpec(c, b, facts, ws, log)
+	s := newSpec(c, b, m, facts, ws, log)
+	if restriction != nil {
+		// Once, after the word on entry: what would give the full
+		// reproduction.
+		log.Warn("namespaces are refused here: " + restriction.hint)
+	}
 
 	// Run. A signal that came during the set-up ends the session before
 	// a sandbox is started; one that comes while it runs has killed it.

@@ -36,6 +36,10 @@ type spec struct {
 	// host's file system with only the plan's binds on top (Root is
 	// "/"), the caller's own ids.
 	Unsandboxed bool `json:"unsandboxed,omitempty"`
+	// NoNamespaces (with Unsandboxed) is the same build where no
+	// namespace can be made: the child only sets the per-process state
+	// and execs, on the host as it is; Mounts is empty.
+	NoNamespaces bool `json:"noNamespaces,omitempty"`
 
 	// Attach: the child is already inside a running build (Attach in
 	// attach_linux.go joined its namespaces and root); it only sets up

@@ -22,6 +22,10 @@ import (
 //	├── tmp/              bound on /tmp
 //	└── store/            bound on /nix/store, the input paths bound into it
 //
+// Without namespaces (modeNoNamespaces) a work directory holds only
+// .lock and build/ and sits beside the kept directory; the copy is then
+// the build directory itself, at a path of its own.
+//
 // The lock is how a later nbs knows that the owner is gone (killed with
 // SIGKILL, or the machine lost power) and the directory may be removed:
 // the kernel drops a flock when its holder dies. A directory with an
@@ -37,8 +41,8 @@ func (w *workDir) tmp() string   { return filepath.Join(w.path, "tmp") }
 func (w *workDir) store() string { return filepath.Join(w.path, "store") }
 
 // newWorkDir creates a locked work directory below base, owned by owner
-// when nbs runs as root.
-func newWorkDir(base string, owner *Owner) (*workDir, error) {
+// when nbs runs as root; bare leaves out root/, tmp/ and store/.
+func newWorkDir(base string, owner *Owner, bare bool) (*workDir, error) {
 	dir, err := os.MkdirTemp(base, workDirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("create work directory: %w", err)
@@ -56,10 +60,15 @@ func newWorkDir(base string, owner *Owner) (*workDir, error) {
 		return fail(fmt.Errorf("lock %s: %w", w.lock.Name(), err))
 	}
 	fmt.Fprintf(w.lock, "%d\n", os.Getpid())
-	for _, d := range []struct {
+	type sub struct {
 		path string
 		mode os.FileMode
-	}{{w.root(), 0o755}, {w.tmp(), 0o1777}, {w.store(), 0o1775}} {
+	}
+	subs := []sub{{w.root(), 0o755}, {w.tmp(), 0o1777}, {w.store(), 0o1775}}
+	if bare {
+		subs = nil
+	}
+	for _, d := range subs {
 		if err := os.Mkdir(d.path, 0o700); err != nil {
 			return fail(fmt.Errorf("create %s: %w", d.path, err))
 		}
@@ -68,7 +77,11 @@ func newWorkDir(base string, owner *Owner) (*workDir, error) {
 		}
 	}
 	if owner != nil {
-		for _, p := range []string{dir, w.root(), w.tmp(), w.store()} {
+		paths := []string{dir}
+		for _, d := range subs {
+			paths = append(paths, d.path)
+		}
+		for _, p := range paths {
 			if err := os.Lchown(p, owner.UID, owner.GID); err != nil {
 				return fail(fmt.Errorf("chown %s: %w", p, err))
 			}
@@ -107,6 +120,9 @@ func cleanStale(base string) ([]string, error) {
 			continue
 		}
 		dir := filepath.Join(base, e.Name())
+		if !looksLikeWorkDir(dir) {
+			continue
+		}
 		if !ownedByUs(dir) {
 			continue
 		}
@@ -135,6 +151,25 @@ func cleanStale(base string) ([]string, error) {
 		removed = append(removed, dir)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// looksLikeWorkDir: dir holds what newWorkDir puts there and nothing
+// else. Other directories whose names start with nbs- (a user's, a
+// test's TMPDIR) are never taken for abandoned work directories: nbs
+// cleans the kept directory's parent too (modeNoNamespaces), /tmp.
+func looksLikeWorkDir(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return false
+	}
+	for _, e := range entries {
+		switch e.Name() {
+		case ".lock", originFile, "build", "root", "tmp", "store":
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ownedByUs: an ordinary user removes only their own directories; root

@@ -28,24 +28,45 @@ type workspace struct {
 }
 
 // openWorkspace creates a work directory in $TMPDIR for u, first
-// removing the ones earlier nbs left behind when they were killed.
-func openWorkspace(u *sandboxUser, log *slog.Logger) (*workspace, error) {
-	base := os.TempDir()
-	if u.chown != nil {
-		if err := reachable(base, u.ids); err != nil {
+// removing the ones earlier nbs left behind when they were killed. With
+// beside (the kept directory, for modeNoNamespaces) it holds only
+// build/ and goes next to beside, so that the copy sits beside the
+// original; in $TMPDIR where nbs may not create it there.
+func openWorkspace(u *sandboxUser, beside string, log *slog.Logger) (*workspace, error) {
+	var bases []string
+	if beside != "" {
+		bases = append(bases, filepath.Dir(beside))
+	}
+	bases = append(bases, os.TempDir())
+	for i, base := range bases {
+		last := i == len(bases)-1
+		err := error(nil)
+		if u.chown != nil {
+			err = reachable(base, u.ids)
+		}
+		if err == nil {
+			cleanStaleIn(base, log)
+			var wd *workDir
+			if wd, err = newWorkDir(base, u.chown, beside != ""); err == nil {
+				return &workspace{dir: wd, chown: u.chown}, nil
+			}
+		}
+		if last {
 			return nil, err
 		}
+		log.Debug("cannot create the work directory beside the kept one; using TMPDIR", "err", err)
 	}
+	return nil, errors.New("no base for a work directory")
+}
+
+// cleanStaleIn removes the work directories below base that earlier nbs
+// left behind when they were killed.
+func cleanStaleIn(base string, log *slog.Logger) {
 	if removed, err := cleanStale(base); err != nil {
 		log.Warn("could not remove a stale copy", "err", err)
 	} else if len(removed) > 0 {
 		log.Debug("removed stale copies", "dirs", removed)
 	}
-	wd, err := newWorkDir(base, u.chown)
-	if err != nil {
-		return nil, err
-	}
-	return &workspace{dir: wd, chown: u.chown}, nil
 }
 
 // copy copies the kept directory buildDir to the work directory's
