@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,7 +50,10 @@ func probe(attr *syscall.SysProcAttr) error {
 	}
 	var out bytes.Buffer
 	cmd.Stdout = &out
+	// Pdeathsig fires when the thread that forked exits.
+	runtime.LockOSThread()
 	err := cmd.Run()
+	runtime.UnlockOSThread()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		n, msg, ok := strings.Cut(strings.TrimSpace(out.String()), " ")

@@ -133,10 +133,10 @@ func noNamespaceSpec(c Config, b *keptBuild, facts hostFacts, ws *workspace, log
 		}
 	}
 	orig := b.sandboxDir
-	log.Warn("this build ran without Nix's sandbox (sandbox = false), and namespaces are not available here, so this shell runs on the host without any, " +
+	log.Warn("this build ran without Nix's sandbox (sandbox = false) and namespaces are not available here, so nbs enters it without any: on the host, " +
 		"in a copy of the build directory at " + dir + " (" + strings.Join(names, ", ") + " point there); " +
 		"absolute paths recorded inside files still name the original " + orig + ", which stays as it was: " +
-		"grep -rlF " + shquote.Quote(orig) + " . lists them, to edit in the copy, or give nbs namespaces (below) for the copy at that path")
+		"`grep -rlF " + shquote.Quote(orig) + " .` lists them, to edit in the copy; or give nbs namespaces (see below) to have the copy at that path")
 	s := &spec{
 		Root:         "/",
 		Env:          env,
