@@ -196,13 +196,20 @@ type result struct {
 // and returns what it printed. extraEnv adds to a minimal environment.
 func runNBS(t *testing.T, u *testUser, extraEnv []string, args ...string) result {
 	t.Helper()
+	return runNBSUnder(t, nil, u, extraEnv, args...)
+}
+
+// runNBSUnder is runNBS with nbs started by the command wrap (nil: none),
+// e.g. testdata/restrict.
+func runNBSUnder(t *testing.T, wrap []string, u *testUser, extraEnv []string, args ...string) result {
+	t.Helper()
 	tmp := privateTmp(t)
-	argv := append([]string{nbsBin}, args...)
+	argv := append(append(append([]string{}, wrap...), nbsBin), args...)
 	home := "/nonexistent"
 	if u != nil {
 		// The user's own groups: Debian lets only nix-users reach the
 		// nix-daemon.
-		argv = append([]string{"setpriv", "--reuid=" + strconv.Itoa(u.uid), "--regid=" + strconv.Itoa(u.gid), "--init-groups", "--"}, argv...)
+		argv = append(append(append([]string{}, wrap...), "setpriv", "--reuid="+strconv.Itoa(u.uid), "--regid="+strconv.Itoa(u.gid), "--init-groups", "--", nbsBin), args...)
 		home = u.home
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)

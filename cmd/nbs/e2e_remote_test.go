@@ -81,9 +81,12 @@ if [ -n "$3" ]; then
 fi
 mount -t tmpfs -o mode=0755 nbs-builder-run /run
 mkdir -p /run/sshd
+restrict=
+if [ -n "$4" ]; then restrict=/run/restrict; cp "$4" $restrict; fi
 mount -t tmpfs -o mode=1777 nbs-builder-tmp /tmp
 if [ "$2" = daemon ]; then nix-daemon </dev/null >/dev/null 2>&1 & fi
-exec /usr/sbin/sshd -D -e -f /root/sshd_config
+# $4: a program that restricts sshd as a default Docker container is
+exec $restrict /usr/sbin/sshd -D -e -f /root/sshd_config
 `
 
 // builderKind says what else the builder has.
@@ -97,6 +100,10 @@ const (
 	daemonBuilder
 	// nbs on its PATH (/usr/local/bin)
 	nbsBuilder
+	// a default Docker container's restrictions (testdata/restrict) and
+	// sandbox = false, filter-syscalls = false, as the nixos/nix image
+	// used as a builder has them
+	dockerBuilder
 )
 
 func startBuilder(t *testing.T, kind builderKind) *sshBuilder {
@@ -148,7 +155,11 @@ PidFile none
 PrintMotd no
 LogLevel ERROR
 `, port))
-	write(t, filepath.Join(state, "etc-nix", "nix.conf"), "# the test builder's own nix.conf\nsandbox = true\nbuild-users-group = nixbld\nsubstituters =\n")
+	conf, restrict := "sandbox = true\n", ""
+	if kind == dockerBuilder {
+		conf, restrict = "sandbox = false\nfilter-syscalls = false\n", restrictBin(t)
+	}
+	write(t, filepath.Join(state, "etc-nix", "nix.conf"), "# the test builder's own nix.conf\n"+conf+"build-users-group = nixbld\nsubstituters =\n")
 	hostPub, err := os.ReadFile(filepath.Join(root, "host_key.pub"))
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +180,7 @@ LogLevel ERROR
 
 	b := &sshBuilder{sshOpts: "-F " + config, key: key, log: &lockedBuffer{}}
 	cmd := exec.Command("unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--kill-child",
-		"sh", "-c", builderStart, "sh", state, map[bool]string{true: "daemon"}[kind == daemonBuilder], map[bool]string{true: nbsBin}[kind == nbsBuilder])
+		"sh", "-c", builderStart, "sh", state, map[bool]string{true: "daemon"}[kind == daemonBuilder], map[bool]string{true: nbsBin}[kind == nbsBuilder], restrict)
 	cmd.Stdout, cmd.Stderr = b.log, b.log
 	if err := cmd.Start(); err != nil {
 		missing(t, "start the builder's sshd: %v", err)
@@ -336,6 +347,30 @@ func (b *sshBuilder) run(t *testing.T, args ...string) result {
 	return runNBS(t, nil, []string{"NIX_SSHOPTS=" + b.sshOpts}, args...)
 }
 
+// checkKeptFile checks the files the remote build left in its kept
+// directory dir on the builder.
+func (b *sshBuilder) checkKeptFile(t *testing.T, dir string) {
+	t.Helper()
+	got, err := os.ReadFile(b.root + dir + "/src/file.txt")
+	if err != nil || string(got) != "from the remote build\n" {
+		t.Errorf("remote kept file: %q, %v", got, err)
+	}
+	if _, err := os.Lstat(b.root + dir + "/src/link"); err != nil {
+		t.Errorf("remote kept link: %v", err)
+	}
+}
+
+// runPrinted runs `nbs SHELL-REMOTE-ARGS sh -c SCRIPT`, the command nbs
+// build printed with a command added, as a user would type it.
+func (b *sshBuilder) runPrinted(shellRemote, script string) (code int, stdout, stderr string) {
+	sh := exec.Command("sh", "-c", shquote.Quote(nbsBin)+" "+shellRemote+" sh -c "+shquote.Quote(script))
+	sh.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent", "NIX_SSHOPTS=" + b.sshOpts}
+	var out, errOut bytes.Buffer
+	sh.Stdout, sh.Stderr = &out, &errOut
+	sh.Run()
+	return sh.ProcessState.ExitCode(), out.String(), errOut.String()
+}
+
 var enterRE = regexp.MustCompile(`(?m)^  enter it with: nbs (shell --remote .*)$`)
 
 // TestRemoteBuild: a build that fails on a remote builder (ssh:// and
@@ -373,13 +408,7 @@ func TestRemoteBuild(t *testing.T) {
 					t.Fatalf("kept directories %q", dirs)
 				}
 				// The kept directory on the builder is untouched.
-				got, err := os.ReadFile(b.root + dirs[0] + "/src/file.txt")
-				if err != nil || string(got) != "from the remote build\n" {
-					t.Errorf("remote kept file: %q, %v", got, err)
-				}
-				if _, err := os.Lstat(b.root + dirs[0] + "/src/link"); err != nil {
-					t.Errorf("remote kept link: %v", err)
-				}
+				b.checkKeptFile(t, dirs[0])
 				b.checkClean(t)
 				assertCleanTmp(t, res)
 			})
@@ -396,13 +425,9 @@ func TestRemoteBuild(t *testing.T) {
 				}
 				before := treeSum(t, b.root+dirs[0])
 				// The printed command works as printed.
-				sh := exec.Command("sh", "-c", shquote.Paste(nbsBin)+" "+m[1]+" sh -c 'cat src/file.txt; hostname; rm -rf /build/src; exit 7'")
-				sh.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent", "NIX_SSHOPTS=" + b.sshOpts}
-				var stdout, stderr bytes.Buffer
-				sh.Stdout, sh.Stderr = &stdout, &stderr
-				err := sh.Run()
-				if sh.ProcessState.ExitCode() != 7 || stdout.String() != "from the remote build\nlocalhost\n" {
-					t.Errorf("%s: %v, stdout %q\nstderr: %s", m[1], err, stdout.String(), stderr.String())
+				code, stdout, stderr := b.runPrinted(m[1], "cat src/file.txt; hostname; rm -rf /build/src; exit 7")
+				if code != 7 || stdout != "from the remote build\nlocalhost\n" {
+					t.Errorf("%s: status %d, stdout %q\nstderr: %s", m[1], code, stdout, stderr)
 				}
 				if after := treeSum(t, b.root+dirs[0]); after != before {
 					t.Errorf("the remote kept directory changed:\n%s\n---\n%s", before, after)

@@ -3,13 +3,9 @@
 package main
 
 import (
-	"bytes"
-	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestShellUnsandboxed: a build that ran with sandbox = false (common in
@@ -17,21 +13,8 @@ import (
 // directory at a host path. nbs reproduces that: the copy at the
 // original NIX_BUILD_TOP, the host's view otherwise, and says so.
 func TestShellUnsandboxed(t *testing.T) {
-	requireNix(t)
 	requireRoot(t)
-	cmd := exec.Command("nix-build", "--no-out-link", "--keep-failed", "--option", "sandbox", "false",
-		e2eNix(t), "-A", "fail", "--argstr", "nonce", fmt.Sprintf("unsandboxed-%d", time.Now().UnixNano()))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if cmd.Run() == nil {
-		t.Fatal("the build succeeded")
-	}
-	m := keptRE.FindStringSubmatch(stderr.String())
-	if m == nil {
-		t.Fatalf("no kept directory:\n%s", stderr.String())
-	}
-	dir := m[1]
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := unsandboxedFailure(t)
 	before := treeSum(t, dir)
 	host, _ := os.Hostname()
 	for _, r := range runners(t) {
