@@ -20,4 +20,11 @@
 //	read fd 4 until EOF               ◄───────  step error as JSON on fd 4 (CLOEXEC)
 //	relay terminal, wait                        drop caps, NNP, seccomp, execve(SHELL)
 //	remove work dir
+//
+// Before any of it, a probe (probeArg0) is started the same way and
+// only makes its mounts private: where the namespaces are refused, a
+// sandboxed build cannot be entered and nbs says why; an unsandboxed
+// one (sandbox = false) is entered without namespaces (modeNoNamespaces):
+// the child is started as the build's user with no clone flags, skips
+// every mount step and sets only the per-process state before execve.
 package sandbox
