@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nix-build-shell/nbs/nix"
 )
 
 // The gc tests name their directories: nbs gc without DIR would remove
@@ -73,25 +75,32 @@ func TestGCRunningBuild(t *testing.T) {
 		build.Wait()
 	}()
 	// The slow build writes env-vars, then sleeps: find its directory
-	// by the nonce in it (other tests build the same name).
-	var dir string
+	// by the nonce in it (other tests build the same name), where this
+	// Nix puts it: /tmp/nix-build-NAME.drv-N up to 2.29,
+	// /nix/var/nix/builds/nix-PID-N holding build/ from 2.30.
+	var dir, buildDir string
 	for deadline := time.Now().Add(5 * time.Minute); dir == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		matches, _ := filepath.Glob("/tmp/nix-build-nbs-e2e-slow.drv-*")
-		for _, m := range matches {
-			if b, err := os.ReadFile(filepath.Join(m, "env-vars")); err == nil && strings.Contains(string(b), nonce) {
-				dir = m
+		named, _ := filepath.Glob("/tmp/nix-build-nbs-e2e-slow.drv-*")
+		numbered, _ := filepath.Glob("/nix/var/nix/builds/nix-*")
+		for _, m := range append(named, numbered...) {
+			b, err := nix.FindBuildDir(m)
+			if err != nil {
+				continue
+			}
+			if env, err := os.ReadFile(filepath.Join(b, "env-vars")); err == nil && strings.Contains(string(env), nonce) {
+				dir, buildDir = m, b
 			}
 		}
 	}
 	if dir == "" {
-		t.Fatal("the slow build's directory never appeared in /tmp")
+		t.Fatal("the slow build's directory never appeared in /tmp or /nix/var/nix/builds")
 	}
-	t.Cleanup(func() { removeKept(dir) })
+	t.Cleanup(func() { removeKept(buildDir) })
 	res := runNBS(t, nil, nil, "gc", dir)
 	if res.code != 0 || !strings.Contains(res.stdout, "in use: ") {
 		t.Errorf("gc of a running build's directory: status %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "env-vars")); err != nil {
+	if _, err := os.Stat(filepath.Join(buildDir, "env-vars")); err != nil {
 		t.Errorf("gc removed a running build's directory: %v", err)
 	}
 }
