@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nix-build-shell/nbs/nix"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,13 +86,23 @@ func TestReplayStdenv(t *testing.T) {
 	if kept == "" {
 		t.Fatal("nix-build kept no directory")
 	}
+	// Up to Nix 2.30.3 the kept directory's name carries the
+	// derivation's; nix-PID-N (2.30.4+) does not, and with env-vars
+	// unreadable only the .drv says which build it was.
+	targets, offer := []string{kept, drv}, "nbs replay "+kept
+	if b, ok := nix.ParseBuildDir(kept); ok && b.Name == "" {
+		targets, offer = []string{drv}, "nbs replay DRV, DRV being the .drv nix-build's error names"
+		if r := runNBS(t, u, nil, "replay", "--run", "true", kept); r.code == 0 || !strings.Contains(r.stderr, "give the .drv") {
+			t.Errorf("replay of a nameless kept directory: status %d, stderr %q; want a line asking for the .drv", r.code, r.stderr)
+		}
+	}
 	if r := runNBS(t, u, nil, "shell", kept, "true"); r.code == 0 || !strings.Contains(r.stderr, "0600") {
 		t.Fatalf("nbs shell on the 0600 env-vars: status %d, stderr %q; the test relies on it being unreadable", r.code, r.stderr)
-	} else if !strings.Contains(r.stderr, "without sudo, run the build again as you and stop at its failure: nbs replay "+kept) {
+	} else if !strings.Contains(r.stderr, "without sudo, run the build again as you and stop at its failure: "+offer) {
 		t.Errorf("nbs shell on the 0600 env-vars does not offer nbs replay: %q", r.stderr)
 	}
 	script := `echo "[$phaseLocal] [$LATE_EXPORT] [$EARLY_EXPORT] [$configureLocal] $PWD $curPhase"; phaseFn; [[ $- == *e* ]] && echo errexit-on; shopt -q nullglob && echo nullglob-on; trap -p EXIT; exit 42`
-	for _, target := range []string{kept, drv} {
+	for _, target := range targets {
 		r := runNBS(t, u, nil, "replay", "--run", script, target)
 		for _, want := range []string{"[not-exported] [late] [configured] [c] /build/src/deep buildPhase", "phaseFn here", "errexit-on", "nullglob-on", "trap -- 'exitHandler' EXIT"} {
 			if !strings.Contains(r.stdout, want) {

@@ -224,8 +224,15 @@ func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *
 // only the build user may read: sudo, or a replay of the same request.
 func unreadableHint(run, dir string, command []string) string {
 	shell := sudoShell(run, dir, command)
+	replay := "nbs replay" + strings.TrimPrefix(shell, "nbs shell")
+	if b, ok := nix.ParseBuildDir(dir); ok && b.Name == "" {
+		// Nix 2.30.4+ names the directory nix-PID-N: nothing but the
+		// unreadable env-vars tells which derivation it was.
+		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, "DRV", command), "nbs shell") +
+			", DRV being the .drv nix-build's error names (this directory's name does not)"
+	}
 	return "run it as root, which copies the files and still runs the sandbox as you: sudo " + shell +
-		"; or, without sudo, run the build again as you and stop at its failure: nbs replay" + strings.TrimPrefix(shell, "nbs shell")
+		"; or, without sudo, run the build again as you and stop at its failure: " + replay
 }
 
 // replayBuildFailure is nbs build --replay: the first failure that
