@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ type trees struct {
 	old, new string
 	ignore   map[string]bool
 	out      []Change
+	// overlay: new is an overlay's upper directory (see Overlay), whose
+	// whiteout files are not entries.
+	overlay bool
 }
 
 func readNames(dir string) ([]string, error) {
@@ -106,6 +110,9 @@ func (t *trees) dir(rel string, inOld, inNew bool) error {
 	if inNew {
 		if nn, err = readNames(filepath.Join(t.new, rel)); err != nil {
 			return fmt.Errorf("compare: %w", err)
+		}
+		if t.overlay {
+			nn = slices.DeleteFunc(nn, func(n string) bool { return strings.HasPrefix(n, whiteoutPrefix) })
 		}
 	}
 	for i, j := 0, 0; i < len(on) || j < len(nn); {
