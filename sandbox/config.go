@@ -20,6 +20,9 @@ type Config struct {
 	Script string
 	// Keep keeps the copy after the sandbox ends.
 	Keep bool
+	// Entry is how /build is made (EntryCopy, EntryOverlay); EntryAuto
+	// picks the cheapest the machine allows.
+	Entry string
 	// Drv is the failed derivation when known (nbs build); its inputs
 	// make the store view.
 	Drv string
@@ -39,6 +42,14 @@ type Config struct {
 	Stdin, Stdout, Stderr *os.File
 	Log                   *slog.Logger
 }
+
+// The entry modes: how /build is made. Config.Entry names one.
+const (
+	EntryAuto    = ""        // the cheapest the machine allows
+	EntryCopy    = "copy"    // a full copy (reflinks where possible)
+	EntryOverlay = "overlay" // the kernel's overlayfs
+	EntryFUSE    = "fuse"    // fuse-overlayfs, served by nbs's parent
+)
 
 // ErrUnreadable marks a kept directory the caller is not allowed to
 // read; `sudo nbs` is the way out.

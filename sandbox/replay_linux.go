@@ -110,7 +110,7 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 	if c.Started != nil {
 		c.Started()
 	}
-	status, err = run(ctx, s, u.ids, stdin, c.Stdout, c.Stderr)
+	status, err = run(ctx, s, u.ids, nil, stdin, c.Stdout, c.Stderr)
 	if err != nil {
 		return 0, out, err
 	}
@@ -142,7 +142,7 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 	if c.Entering != nil {
 		c.Entering(status)
 	}
-	status, err = run(ctx, s, u.ids, c.Stdin, c.Stdout, c.Stderr)
+	status, err = run(ctx, s, u.ids, nil, c.Stdin, c.Stdout, c.Stderr)
 	if err != nil {
 		return 0, out, err
 	}

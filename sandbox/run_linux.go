@@ -42,7 +42,7 @@ func (e *setupError) Error() string { return "sandbox set-up step " + e.Step + "
 // 1000/100, and waits until it has exec'd the command (or failed a
 // set-up step). Without spec.TTY the child gets stdin, stdout and stderr
 // as they are.
-func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error) {
+func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (*process, error) {
 	cp, err := newChildPipes(sp.TTY, stdin, stdout)
 	if err != nil {
 		return nil, err
@@ -53,6 +53,25 @@ func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error
 	extra := []*os.File{specR, errW}
 	if ptyChild != nil {
 		extra = append(extra, ptyChild)
+	}
+	var readyR *os.File
+	if view != nil {
+		// The view's file at viewFD, and its socket at viewReadyFD.
+		if len(extra) == 2 {
+			extra = append(extra, nil)
+		}
+		extra = append(extra, view.fd)
+		if view.serve != nil {
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("socketpair: %w", err)
+			}
+			readyR = os.NewFile(uintptr(fds[0]), "view-parent")
+			readyW := os.NewFile(uintptr(fds[1]), "view-child")
+			defer readyR.Close()
+			defer readyW.Close()
+			extra = append(extra, readyW)
+		}
 	}
 
 	cmd := &exec.Cmd{
@@ -97,6 +116,9 @@ func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error
 	if ptyChild != nil {
 		ptyChild.Close()
 	}
+	if readyR != nil {
+		extra[len(extra)-1].Close()
+	}
 
 	if err := json.NewEncoder(specW).Encode(sp); err != nil {
 		// The child died before reading it: its own report says why.
@@ -108,6 +130,19 @@ func start(sp *spec, ids Owner, stdin, stdout, stderr *os.File) (*process, error
 		return nil, fmt.Errorf("send spec to sandbox: %w", err)
 	}
 	specW.Close()
+
+	if readyR != nil {
+		// The child has mounted the FUSE view and sends its device (or
+		// failed: no message, and the error pipe says why).
+		if dev, err := recvFD(readyR); err == nil {
+			err = view.serve(dev)
+			dev.Close()
+			if err != nil {
+				p.Kill()
+				return nil, err
+			}
+		}
+	}
 
 	// EOF on the close-on-exec error pipe: execve succeeded.
 	msg, err := io.ReadAll(errR)
@@ -201,6 +236,18 @@ const (
 // ran with host ids, so they stay what they are), or, for
 // sp.NoNamespaces, as ids itself (only host root can, and must, change
 // to them).
+// ambientCaps are the capabilities the child's set-up needs, in its own
+// user namespace only. Mounting the overlay view needs CAP_DAC_OVERRIDE
+// too (overlayfs prepares its work directory with the mounter's
+// credentials).
+func ambientCaps(sp *spec) []uintptr {
+	caps := []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN}
+	if sp.View != nil {
+		caps = append(caps, unix.CAP_DAC_OVERRIDE)
+	}
+	return caps
+}
+
 func procAttr(sp *spec, ids Owner) *syscall.SysProcAttr {
 	if sp.NoNamespaces {
 		a := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
@@ -226,7 +273,7 @@ func procAttr(sp *spec, ids Owner) *syscall.SysProcAttr {
 		Credential:                 &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true},
 		// Keep what the set-up needs across the re-exec while
 		// already being uid 1000; dropped before the final execve.
-		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN},
+		AmbientCaps: ambientCaps(sp),
 		// PID 1 of the sandbox is a session leader, as Nix's builder.
 		Setsid:    true,
 		Pdeathsig: syscall.SIGKILL,
@@ -306,8 +353,8 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 // run starts the sandbox for s as ids, relays the user's terminal to its
 // pty (spec.TTY) and waits for its PID 1, which ctx ending kills. It
 // returns the command's status as process.Wait does.
-func run(ctx context.Context, s *spec, ids Owner, stdin, stdout, stderr *os.File) (int, error) {
-	p, err := start(s, ids, stdin, stdout, stderr)
+func run(ctx context.Context, s *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (int, error) {
+	p, err := start(s, ids, view, stdin, stdout, stderr)
 	if err != nil {
 		return 0, err
 	}
@@ -332,8 +379,13 @@ func run(ctx context.Context, s *spec, ids Owner, stdin, stdout, stderr *os.File
 // are not counted as removed. A comparison that fails (the sandbox may
 // have made a directory unreadable) is only a debug message: the
 // session itself went well.
-func reportChanges(kept, copy string, notCopied []string, changed func(diff.Summary), log *slog.Logger) {
-	cs, err := diff.Trees(kept, copy, diff.Options{Ignore: notCopied})
+func reportChanges(kept string, ws *workspace, changed func(diff.Summary), log *slog.Logger) {
+	compare := diff.Trees
+	copy := ws.dir.build()
+	if ws.view != nil {
+		compare, copy = diff.Overlay, ws.view.Upper
+	}
+	cs, err := compare(kept, copy, diff.Options{Ignore: ws.notCopied})
 	if err != nil {
 		log.Debug("cannot compare /build with the kept directory", "err", err)
 		return

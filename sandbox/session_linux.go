@@ -91,7 +91,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer func() { keptCopy, err = ws.close(c.Keep, b.dir, err) }()
-	if err := ws.copy(ctx, b.dir, c.Progress, log); err != nil {
+	if err := ws.enter(ctx, c, b.dir, u.ids, m == modeNoNamespaces, log); err != nil {
 		// A copy cut short by a signal reports the signal.
 		if ierr := signals.Err(); ierr != nil {
 			return 0, "", ierr
@@ -123,7 +123,20 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if ierr := signals.Err(); ierr != nil {
 		return 0, "", ierr
 	}
-	status, err = run(ctx, s, u.ids, c.Stdin, c.Stdout, c.Stderr)
+	status, err = run(ctx, s, u.ids, ws.files, c.Stdin, c.Stdout, c.Stderr)
+	if err != nil && ws.view != nil && isViewFailure(err) && c.Entry == EntryAuto {
+		// An old kernel, or a file system overlayfs cannot stack on:
+		// the copy is the last resort.
+		log.Debug("entry mode: copy, the copy-on-write view failed", "err", err)
+		if err := ws.fallBack(ctx, b.dir, c.Progress, log); err != nil {
+			if ierr := signals.Err(); ierr != nil {
+				return 0, "", ierr
+			}
+			return 0, "", err
+		}
+		s = newSpec(c, b, m, facts, ws, log)
+		status, err = run(ctx, s, u.ids, nil, c.Stdin, c.Stdout, c.Stderr)
+	}
 	if err != nil {
 		return 0, "", err
 	}
@@ -132,7 +145,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	// Before the deferred clean-up removes the copy.
 	if c.Changed != nil {
-		reportChanges(b.dir, ws.dir.build(), ws.notCopied, c.Changed, log)
+		reportChanges(b.dir, ws, c.Changed, log)
 	}
 	return status, "", nil
 }

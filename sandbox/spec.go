@@ -9,6 +9,9 @@ type spec struct {
 	Root string `json:"root"`
 	// Mounts is the mount plan, applied in order below Root.
 	Mounts []Op `json:"mounts"`
+	// View, when set, is mounted before the plan: a copy-on-write view
+	// of the kept directory where the plan expects the copy.
+	View *viewSpec `json:"view,omitempty"`
 
 	// Argv and Env are what the final execve receives; Argv[0] is an
 	// absolute path inside the sandbox, unless Exe is set: then Exe is
@@ -73,4 +76,24 @@ type SeccompProfile struct {
 	GetXattr bool `json:"getxattr,omitempty"`
 	// ListXattr makes listxattr and friends fail with ENOTSUP (2.35+).
 	ListXattr bool `json:"listxattr,omitempty"`
+}
+
+// viewSpec is the copy-on-write view the child mounts on Target (the
+// work directory's build/, a host path) before the mount plan runs.
+type viewSpec struct {
+	// Lower is the kept directory; with LowerFD set it arrives instead
+	// as a detached, idmapped mount on viewFD, attached on Lower (the
+	// work directory's lower/).
+	Lower   string `json:"lower"`
+	LowerFD bool   `json:"lowerFD,omitempty"`
+	// FUSE: the view is a FUSE file system that the parent's
+	// fuse-overlayfs serves; the child mounts it from the /dev/fuse on
+	// viewFD and says so on viewReadyFD.
+	FUSE bool `json:"fuse,omitempty"`
+	// HostIDs: the sandbox keeps the caller's own ids (Unsandboxed), so
+	// the FUSE view shows its files as the caller's instead of 1000:100.
+	HostIDs bool   `json:"hostIDs,omitempty"`
+	Upper   string `json:"upper"`
+	Work    string `json:"work"`
+	Target  string `json:"target"`
 }

@@ -29,6 +29,9 @@ func newSpec(c Config, b *keptBuild, m mode, facts hostFacts, ws *workspace, log
 		s.Root = "/"
 		s.Mounts = []Op{{Kind: OpBind, Source: ws.dir.build(), Target: b.sandboxDir}}
 		s.Unsandboxed = true
+		if s.View != nil {
+			s.View.HostIDs = true
+		}
 		s.HostNetwork = true
 		s.Hostname, s.Domainname = "", ""
 	}
@@ -63,6 +66,7 @@ func nixSandbox(ws *workspace, facts hostFacts, buildDir, shell string, fixedOut
 			Extra:           facts.extra,
 			HostNetwork:     fixedOutput,
 		}),
+		View:        ws.view,
 		Hostname:    "localhost",
 		Domainname:  "(none)",
 		HostNetwork: fixedOutput,

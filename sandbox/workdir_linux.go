@@ -18,7 +18,12 @@ import (
 //	├── .lock             flock'ed by the nbs that owns it, for its whole life
 //	├── .origin           only when kept (--keep): the kept directory copied
 //	├── root/             becomes "/" (mount points only)
-//	├── build/            the copy of the kept directory, bound on /build
+//	├── build/            the copy of the kept directory, bound on /build;
+//	│                     with a copy-on-write view (view_linux.go), its
+//	│                     mount point, and then:
+//	├── upper/            the view's changes (overlayfs's upper directory)
+//	├── work/             overlayfs's work directory
+//	├── lower/            where the child attaches an idmapped kept directory
 //	├── tmp/              bound on /tmp
 //	└── store/            bound on /nix/store, the input paths bound into it
 //
@@ -39,6 +44,9 @@ func (w *workDir) root() string  { return filepath.Join(w.path, "root") }
 func (w *workDir) build() string { return filepath.Join(w.path, "build") }
 func (w *workDir) tmp() string   { return filepath.Join(w.path, "tmp") }
 func (w *workDir) store() string { return filepath.Join(w.path, "store") }
+func (w *workDir) upper() string { return filepath.Join(w.path, "upper") }
+func (w *workDir) work() string  { return filepath.Join(w.path, "work") }
+func (w *workDir) lower() string { return filepath.Join(w.path, "lower") }
 
 // newWorkDir creates a locked work directory below base, owned by owner
 // when nbs runs as root; bare leaves out root/, tmp/ and store/.

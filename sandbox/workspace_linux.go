@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 
@@ -25,6 +26,12 @@ type workspace struct {
 	// storePaths is the store view (storeView); nil shows the whole
 	// store, read-only.
 	storePaths []string
+	// view is the copy-on-write view /build is instead of a copy; nil
+	// for a copy. files are what the child gets for it; server is the
+	// FUSE server (fuse-overlayfs) once started.
+	view       *viewSpec
+	files      *viewFiles
+	fuseServer func() *exec.Cmd
 }
 
 // openWorkspace creates a work directory in $TMPDIR for u, first
@@ -69,6 +76,108 @@ func cleanStaleIn(base string, log *slog.Logger) {
 	}
 }
 
+// enter makes /build from the kept directory buildDir: a copy-on-write
+// view where one can be had (chooseView), else a copy. --debug says
+// which and why.
+//
+// noNamespaces: the sandbox gets no mount namespace (modeNoNamespaces),
+// so nothing can be mounted for it, and /build is a copy.
+func (w *workspace) enter(ctx context.Context, c Config, buildDir string, sandbox Owner, noNamespaces bool, log *slog.Logger) error {
+	if noNamespaces {
+		log.Debug("entry mode: copy", "why", "no mount namespace here for a view")
+		return w.copy(ctx, buildDir, c.Progress, log)
+	}
+	owner, err := dirOwner(buildDir)
+	if err != nil {
+		return err
+	}
+	fuse := errors.New("nbs runs as root, which has the kernel's overlay")
+	if w.chown == nil && !c.Keep && (c.Entry == EntryFUSE || c.Entry == EntryAuto && owner != sandbox) {
+		fuse = fuseAvailable()
+	}
+	choice, err := chooseView(c.Entry, c.Keep, w.chown != nil, owner, sandbox, fuse)
+	if err != nil {
+		return err
+	}
+	if choice.mode != EntryCopy {
+		var same *Owner
+		if choice.mode == EntryOverlay {
+			same = &owner
+		}
+		if why := unlikeACopy(buildDir, same); why != "" {
+			if c.Entry != EntryAuto {
+				return fmt.Errorf("entry mode %s is not available for %s: %s", choice.mode, buildDir, why)
+			}
+			choice = viewChoice{mode: EntryCopy, why: why}
+		}
+	}
+	if choice.mode != EntryCopy {
+		err := w.overlay(buildDir, owner, choice, log)
+		if err == nil {
+			log.Debug("entry mode: "+choice.mode+" (copy-on-write view of the kept directory)", "why", choice.why, "upper", w.dir.upper())
+			return nil
+		}
+		if c.Entry != EntryAuto {
+			return err
+		}
+		choice.why = err.Error()
+	}
+	log.Debug("entry mode: copy (reflinks where the file system has them)", "why", choice.why)
+	return w.copy(ctx, buildDir, c.Progress, log)
+}
+
+// overlay prepares the copy-on-write view of buildDir, owned by owner:
+// its directories and, with idmap, the idmapped lower layer.
+func (w *workspace) overlay(buildDir string, owner Owner, choice viewChoice, log *slog.Logger) error {
+	if err := makeViewDirs(w.dir, w.chown); err != nil {
+		return err
+	}
+	v := &viewSpec{Lower: buildDir, Upper: w.dir.upper(), Work: w.dir.work(), Target: w.dir.build()}
+	if choice.mode == EntryFUSE {
+		files, server := openFUSE(v, log.Debug)
+		v.FUSE = true
+		w.files, w.fuseServer, w.view = files, server, v
+		return nil
+	}
+	if choice.idmap {
+		lower, err := idmappedTree(buildDir, owner, *w.chown)
+		if err != nil {
+			removeViewDirs(w.dir)
+			return err
+		}
+		w.files, v.Lower, v.LowerFD = &viewFiles{fd: lower}, w.dir.lower(), true
+	}
+	w.view = v
+	return nil
+}
+
+// fallBack replaces a view the child could not mount with a copy.
+func (w *workspace) fallBack(ctx context.Context, buildDir string, progress func(CopyProgress), log *slog.Logger) error {
+	w.dropView()
+	if err := removeViewDirs(w.dir); err != nil {
+		return err
+	}
+	return w.copy(ctx, buildDir, progress, log)
+}
+
+// dropView lets go of the view's idmapped lower layer.
+func (w *workspace) dropView() {
+	if w.fuseServer != nil {
+		// After the sandbox: its end took the mount down, and the
+		// server with it; a kill makes sure.
+		if cmd := w.fuseServer(); cmd != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		w.fuseServer = nil
+	}
+	if w.files != nil && w.files.fd != nil {
+		w.files.fd.Close()
+		w.files = nil
+	}
+	w.view = nil
+}
+
 // copy copies the kept directory buildDir to the work directory's
 // build/. Entries it cannot read are left out with a warning (and
 // remembered in notCopied), as are those no copy can re-create.
@@ -95,6 +204,7 @@ func (w *workspace) copy(ctx context.Context, buildDir string, progress func(Cop
 // abandoned one, and the copy's path is returned; otherwise it is
 // removed. It returns the session's error, or its own.
 func (w *workspace) close(keep bool, origin string, err error) (keptCopy string, _ error) {
+	w.dropView()
 	if keep && err == nil {
 		if err = writeOrigin(w.dir.path, CanonicalDir(origin), w.chown); err == nil {
 			w.dir.lock.Close()

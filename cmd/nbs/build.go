@@ -34,6 +34,8 @@ type BuildOptions struct {
 	Args []string
 	// With are tools added to the sandbox (see nbs shell --with).
 	With []string
+	// Copy makes /build a full copy (see nbs shell --copy).
+	Copy bool
 	// Replay runs a failed derivation again and stops at its failure
 	// (see nbs replay), Break before that stdenv phase.
 	Replay bool
@@ -134,6 +136,7 @@ func newCmdBuild(f *Factory) *cobra.Command {
 	// Shown by --help only; parsing is parseBuildArgs'.
 	cmd.Flags().String("run", "", "run `CMD` in the failed build's sandbox instead of a shell, and exit with its status")
 	cmd.Flags().Bool("no-shell", false, "never enter a sandbox; print how to enter it instead")
+	cmd.Flags().Bool("copy", false, copyFlagUsage)
 	cmd.Flags().Bool("replay", false, "run a failed derivation again, as you, and stop at its failure in its live state (see 'nbs replay')")
 	cmd.Flags().String("break", "", "with --replay: stop before stdenv's `PHASE` instead of at the failure")
 	cmd.Flags().String("nix-build", "", "the nix-build (or nix) `PATH` to run")
@@ -169,6 +172,8 @@ loop:
 			opts.f.Debug = true
 		case a == "--no-shell":
 			opts.NoShell = true
+		case a == "--copy":
+			opts.Copy = true
 		case a == "--replay":
 			opts.Replay = true
 		case a == "--break" || strings.HasPrefix(a, "--break="):
@@ -314,6 +319,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		Script: opts.Run,
 		Drv:    first.Drv,
 		With:   with,
+		Entry:  entryMode(opts.Copy),
 	})
 	if err != nil {
 		return err

@@ -145,7 +145,7 @@ func TestShellDiskFull(t *testing.T) {
 	}
 	defer syscall.Unmount(tmp, syscall.MNT_DETACH)
 	cmd := exec.Command(nbsBin, "shell", dir, "true")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "NBS_ENTRY_MODE=copy"}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no space left on device") {
 		t.Errorf("err %v, output %q; want a no-space error", err, out)

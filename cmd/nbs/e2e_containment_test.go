@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nix-build-shell/nbs/sandbox"
 	"golang.org/x/sys/unix"
 
 	"github.com/nix-build-shell/nbs/testdata/escape/report"
@@ -40,12 +41,63 @@ func TestContainment(t *testing.T) {
 	rs := runners(t)
 	dir := escCopy(t, buildFailure(t, "fail"))
 	nbsID := escFileID(t, nbsBin)
+	// The caller's own kept directory, which an unprivileged overlay
+	// can show.
+	own := map[string]string{}
 	for _, r := range rs {
 		t.Run(r.name, func(t *testing.T) {
-			t.Run("attempts", func(t *testing.T) { escAttempts(t, r, dir, nbsID) })
-			t.Run("kill", func(t *testing.T) { escKill(t, r, dir) })
-			t.Run("tiocsti", func(t *testing.T) { escTIOCSTI(t, r, "shell", dir) })
+			for _, mode := range entryModes {
+				if mode == sandbox.EntryFUSE && r.user == nil {
+					continue // the unprivileged view; root has the kernel's
+				}
+				d := dir
+				if mode == sandbox.EntryOverlay && r.user != nil {
+					if own[r.name] == "" {
+						own[r.name] = escCopy(t, dir)
+						chownTree(t, own[r.name], r.user.uid, r.user.gid)
+					}
+					d = own[r.name]
+				}
+				r := r
+				r.env = append(append([]string(nil), r.env...), "NBS_ENTRY_MODE="+mode)
+				t.Run(mode, func(t *testing.T) {
+					if mode == sandbox.EntryFUSE {
+						requireFUSE(t, r.user)
+					}
+					before := treeSum(t, d)
+					t.Run("attempts", func(t *testing.T) { escAttempts(t, r, d, nbsID) })
+					t.Run("kill", func(t *testing.T) { escKill(t, r, d) })
+					t.Run("tiocsti", func(t *testing.T) { escTIOCSTI(t, r, "shell", d) })
+					if after := treeSum(t, d); after != before {
+						t.Errorf("ESCAPE: the kept directory changed:\n%s\nwas\n%s", after, before)
+					}
+				})
+			}
 		})
+	}
+}
+
+// entryModes are the ways /build can be made; the containment tests run
+// in each.
+var entryModes = []string{sandbox.EntryCopy, sandbox.EntryOverlay, sandbox.EntryFUSE}
+
+// requireFUSE: u can have the FUSE view, fuse-overlayfs is installed
+// and u may open /dev/fuse (.ci/setup-host sees to both).
+func requireFUSE(t *testing.T, u *testUser) {
+	t.Helper()
+	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
+		missing(t, "fuse-overlayfs not found (Debian package fuse-overlayfs; .ci/setup-host installs it)")
+	}
+	cmd := exec.Command("setpriv", "--reuid="+strconv.Itoa(u.uid), "--regid="+strconv.Itoa(u.gid), "--init-groups", "--", "sh", "-c", ": <> /dev/fuse")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		missing(t, "%s cannot open /dev/fuse (%v %s; .ci/setup-host makes it 0666)", u.name, err, out)
+	}
+}
+
+func chownTree(t *testing.T, dir string, uid, gid int) {
+	t.Helper()
+	if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), dir).CombinedOutput(); err != nil {
+		t.Fatalf("chown %s: %v %s", dir, err, out)
 	}
 }
 
@@ -64,6 +116,12 @@ func escCopy(t *testing.T, kept string) string {
 		t.Fatalf("copy %s: %v\n%s", kept, err, out)
 	}
 	escBuild(t, filepath.Join(dir, "escape"))
+	// As the build would have left it: the kernel's overlay is taken
+	// only for a directory whose entries all belong to its owner.
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err == nil {
+		os.Lchown(filepath.Join(dir, "escape"), int(st.Uid), int(st.Gid))
+	}
 	return dir
 }
 

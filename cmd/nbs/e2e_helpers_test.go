@@ -70,6 +70,16 @@ func eventually(cond func() bool) bool {
 
 // missing skips the test, or fails it in CI where every prerequisite is
 // installed by .ci/run.
+// entryEnv passes NBS_ENTRY_MODE on to nbs, so that the suite can run
+// in one entry mode (NBS_ENTRY_MODE=copy go test ./...); tests that set
+// their own come after it and win.
+func entryEnv() []string {
+	if m := os.Getenv("NBS_ENTRY_MODE"); m != "" {
+		return []string{"NBS_ENTRY_MODE=" + m}
+	}
+	return nil
+}
+
 func missing(t *testing.T, format string, args ...any) {
 	t.Helper()
 	reason := fmt.Sprintf(format, args...)
@@ -213,7 +223,7 @@ func runNBSUnder(t *testing.T, wrap []string, u *testUser, extraEnv []string, ar
 		home = u.home
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=" + home}, extraEnv...)
+	cmd.Env = append(append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=" + home}, entryEnv()...), extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -266,6 +266,25 @@ var allowedDiffs = []*diffRule{
 		why: "stderr is the test's pipe",
 	},
 	{
+		// /build is a copy-on-write view of the kept directory where
+		// the machine allows one, instead of a copy on the host's file
+		// system: the kernel's overlayfs with the same mount flags, or
+		// a FUSE file system (fuse-overlayfs), which nbs mounts nosuid
+		// and nodev as well.
+		key: regexp.MustCompile(`^mount:/build$`),
+		fix: func(c *comparison, nix, nbs string) string {
+			_, nixRest, _ := strings.Cut(nix, " ")
+			if rest, ok := strings.CutPrefix(nbs, "overlay "); ok && nixRest == rest {
+				return nix
+			}
+			if rest, ok := strings.CutPrefix(nbs, "fuse "); ok && strings.Replace(rest, "rw,nosuid,nodev,", "rw,", 1) == nixRest {
+				return nix
+			}
+			return nbs
+		},
+		why: "/build is a copy-on-write view (overlay or FUSE) instead of a copy",
+	},
+	{
 		// nbs remounts / read-only (EROFS) where Nix relies on ownership
 		// (EACCES): the skeleton belongs to the mapped caller here (see the
 		// ownership gap), so a read-only mount is what keeps a build from

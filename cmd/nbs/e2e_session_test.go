@@ -33,7 +33,7 @@ func builtPath(t *testing.T, attr string) string {
 func nbsIn(t *testing.T, tmp string, extraEnv []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(nbsBin, args...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=/nonexistent"}, extraEnv...)
+	cmd.Env = append(append([]string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=/nonexistent"}, entryEnv()...), extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -318,7 +318,8 @@ func TestShellProgress(t *testing.T) {
 			os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%03d", f)), data, 0o644)
 		}
 	}
-	delay := []string{"NBS_PROGRESS_DELAY=0"}
+	// The progress bar is the copy's.
+	delay := []string{"NBS_PROGRESS_DELAY=0", "NBS_ENTRY_MODE=copy"}
 
 	res := runNBS(t, nil, delay, "shell", big, "true")
 	if res.code != 0 || strings.Contains(res.stderr, "copying") || strings.Contains(res.stderr, "\r") {

@@ -164,7 +164,7 @@ func onTermAs(t *testing.T, tm *term, u *testUser, env []string, args ...string)
 		home = u.home
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "TERM=xterm", "NO_COLOR=1", "HOME=" + home}, env...)
+	cmd.Env = append(append([]string{"PATH=/usr/bin:/bin", "TERM=xterm", "NO_COLOR=1", "HOME=" + home}, entryEnv()...), env...)
 	done := tm.start(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return cmd, done

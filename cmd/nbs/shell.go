@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
@@ -21,6 +22,8 @@ type ShellOptions struct {
 	// and directory instead of a shell (--run).
 	Run  string
 	Keep bool
+	// Copy makes /build a full copy instead of a copy-on-write view.
+	Copy bool
 	Drv  string
 	// With are the --with arguments: store paths or nixpkgs attributes.
 	With []string
@@ -108,6 +111,7 @@ Copying a big directory shows a progress bar when stderr is a terminal.`,
 	// Everything after DIR belongs to the command: nbs shell dir ls -la.
 	cmd.Flags().SetInterspersed(false)
 	addRemoteFlag(cmd, opts) // --remote URI: DIR is on a builder (remote.go)
+	cmd.Flags().BoolVar(&opts.Copy, "copy", false, copyFlagUsage)
 	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the sandbox's copy of the build directory after it ends and print its path ('nbs diff DIR' compares it)")
 	cmd.Flags().StringArrayVar(&opts.With, "with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the sandbox and its bin/ to PATH; repeatable")
 	cmd.Flags().StringVar(&opts.Run, "run", "", "run the shell code `CMD` in the interactive shell's environment and directory (stdenv's commands too) and exit with its status")
@@ -126,6 +130,7 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 		Command: opts.Command,
 		Script:  opts.Run,
 		Keep:    opts.Keep,
+		Entry:   entryMode(opts.Copy),
 		Drv:     opts.Drv,
 		With:    with,
 	})
@@ -172,4 +177,16 @@ func printChanged(f *Factory) func(diff.Summary) {
 	return func(s diff.Summary) {
 		fmt.Fprintf(f.Stderr, "nbs: /build changed: %s\n", s)
 	}
+}
+
+const copyFlagUsage = "make /build a full copy of the kept directory instead of a copy-on-write view"
+
+// entryMode is how /build is made: a copy with --copy, else what
+// NBS_ENTRY_MODE names (copy, overlay, fuse: the tests run in each),
+// else the cheapest the machine allows.
+func entryMode(copy bool) string {
+	if copy {
+		return sandbox.EntryCopy
+	}
+	return os.Getenv("NBS_ENTRY_MODE")
 }

@@ -1,0 +1,432 @@
+package sandbox
+
+// The /build view: how the sandbox sees the kept directory.
+//
+// A copy costs the size of the kept directory in time and disk before
+// the shell starts (minutes and tens of GB for a browser or a kernel).
+// A copy-on-write view costs nothing to enter: the kernel's overlayfs
+// shows the kept directory (lower, read-only, never written) with an
+// upper directory in the work directory on top, into which a file is
+// copied only when it is changed; a deletion is a whiteout there.
+//
+// Who can mount which view:
+//
+//   - as root (sudo, plain root): the kept directory belongs to a build
+//     user, unmapped in the sandbox's user namespace. The parent, which
+//     holds CAP_SYS_ADMIN in the initial user namespace, clones it as a
+//     detached mount and idmaps it (open_tree(OPEN_TREE_CLONE),
+//     mount_setattr(MOUNT_ATTR_IDMAP)) so that its owner's files belong
+//     to the sandbox user; the child attaches that mount (move_mount)
+//     and mounts the overlay over it in its own namespaces, where the
+//     overlay's writes are its own (Linux 5.19 or later: overlay over
+//     idmapped layers).
+//   - unprivileged, a kept directory of the caller's own (a build
+//     without build users): the child mounts the overlay directly.
+//   - unprivileged, a build user's directory: the kernel refuses both
+//     (the owner is unmapped, and idmapping needs the initial
+//     namespace), so /build is a copy, FICLONE (a reflink) for each file
+//     where the file system has them.
+//
+// The mounts happen in the child's mount namespace, on the host path of
+// the work directory's build/, before the plan binds that on /build:
+// nothing is mounted on the host, and when the sandbox ends, even by
+// SIGKILL, the kernel takes the view down with its namespace. The upper
+// directory stays for the change summary (diff.Overlay) and the work
+// directory's clean-up.
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The child's descriptors for the view (exec.Cmd.ExtraFiles: after the
+// spec, error and pty descriptors).
+//
+// They are the sandbox's; an attach (spec.Attach, which has no view) has
+// mntFD and rootFD there instead. readSpec makes both close-on-exec.
+const (
+	viewFD      = 6 // parent → child: the idmapped kept directory
+	viewReadyFD = 7 // child → parent (FUSE only): the mounted /dev/fuse, as SCM_RIGHTS
+)
+
+// viewFiles are what the parent hands the child for the view: the file
+// at viewFD and, for FUSE, the server to start once the child has
+// mounted the file system (before that, the server could not read the
+// device; after it, the child's next look at the mount waits for it).
+type viewFiles struct {
+	fd    *os.File
+	serve func(dev *os.File) error
+}
+
+// viewStep is the child's step that mounts the view; when it fails, the
+// session falls back to a copy.
+const viewStep = "mount the /build view"
+
+// viewChoice is the mode chosen for a session and why.
+type viewChoice struct {
+	mode string
+	why  string
+	// idmap: the kept directory's owner is not the sandbox user, whose
+	// view needs an idmapped lower layer (root only).
+	idmap bool
+}
+
+// chooseView picks the entry mode from what was asked (Config.Entry),
+// --keep, whether nbs is host root, and who owns the kept directory.
+// An explicit mode that cannot be had is an error.
+//
+// fuse is nil when an unprivileged FUSE view can be had (fuseAvailable),
+// else why not.
+func chooseView(asked string, keep, root bool, kept, sandbox Owner, fuse error) (viewChoice, error) {
+	switch asked {
+	case EntryAuto, EntryCopy, EntryOverlay, EntryFUSE:
+	default:
+		return viewChoice{}, fmt.Errorf("unknown entry mode %q (NBS_ENTRY_MODE): copy, overlay or fuse", asked)
+	}
+	if asked == EntryCopy {
+		return viewChoice{mode: EntryCopy, why: "a copy was asked for"}, nil
+	}
+	var c viewChoice
+	switch {
+	case keep:
+		c = viewChoice{mode: EntryCopy, why: "--keep keeps a full copy"}
+	case asked == EntryFUSE && fuse == nil:
+		c = viewChoice{mode: EntryFUSE, why: "asked for"}
+	case kept == sandbox:
+		// Both ids: overlayfs cannot copy up a file whose group is
+		// unmapped either (EOVERFLOW).
+		c = viewChoice{mode: EntryOverlay, why: "the kept directory belongs to the sandbox user and group"}
+	case root:
+		c = viewChoice{mode: EntryOverlay, why: fmt.Sprintf("root: the kept directory of %d:%d idmapped to the sandbox user %d:%d", kept.UID, kept.GID, sandbox.UID, sandbox.GID), idmap: true}
+	case fuse == nil:
+		c = viewChoice{mode: EntryFUSE, why: fmt.Sprintf("the kept directory belongs to %d:%d, whom a kernel overlay in a user namespace cannot write through: fuse-overlayfs shows it as the sandbox user's", kept.UID, kept.GID)}
+	default:
+		c = viewChoice{mode: EntryCopy, why: fmt.Sprintf("the kept directory belongs to %d:%d: an unprivileged overlay could not write through it, and there is no FUSE view (%v); sudo nbs makes an overlay", kept.UID, kept.GID, fuse)}
+	}
+	if asked != EntryAuto && c.mode != asked {
+		return viewChoice{}, fmt.Errorf("entry mode %s is not available here: %s", asked, c.why)
+	}
+	return c, nil
+}
+
+// fuseOverlayfs is the FUSE server of an unprivileged view.
+const fuseOverlayfs = "fuse-overlayfs"
+
+// fuseAvailable says whether this caller can have a FUSE view: the
+// server is installed and /dev/fuse may be opened (it is 0600 where
+// nothing runs udev; Debian's fuse3 package makes it 0666).
+func fuseAvailable() error {
+	if _, err := exec.LookPath(fuseOverlayfs); err != nil {
+		return fmt.Errorf("%s is not installed (Debian: apt install fuse-overlayfs)", fuseOverlayfs)
+	}
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/fuse: %w", err)
+	}
+	f.Close()
+	return nil
+}
+
+// openFUSE returns the server of the FUSE view, which the child mounts
+// from a /dev/fuse it opens itself (the kernel takes a device opened in
+// the user namespace that mounts it only) and sends back: fuse-overlayfs over lower with
+// upper and work, run by nbs as the caller, outside the sandbox (in no
+// namespace of it: the sandbox can neither see nor signal nor trace it),
+// given the device as /dev/fd/3 (libfuse takes such a mount point for an
+// already mounted device). The files it shows belong to 1000:100 of the
+// sandbox's user namespace (squash_to_uid, squash_to_gid: FUSE reads the
+// ids of its replies in the namespace that mounted it); the kernel
+// checks permissions on them (default_permissions), the server opens
+// the kept files as the caller, so a 0600 file of the build user stays
+// unreadable. The server follows no symlink for the sandbox (it returns
+// their targets), makes no device nodes (it runs unprivileged on the
+// host) and writes only to upper.
+func openFUSE(v *viewSpec, log func(string, ...any)) (*viewFiles, func() *exec.Cmd) {
+	var cmd *exec.Cmd
+	files := &viewFiles{}
+	files.serve = func(dev *os.File) error {
+		uid, gid := sandboxUID, sandboxGID
+		if v.HostIDs {
+			uid, gid = os.Getuid(), os.Getgid()
+		}
+		opts := "lowerdir=" + escapeLowerdir(v.Lower) + ",upperdir=" + escapeOpt(v.Upper) + ",workdir=" + escapeOpt(v.Work) +
+			fmt.Sprintf(",squash_to_uid=%d,squash_to_gid=%d", uid, gid)
+		cmd = &exec.Cmd{
+			Path:       mustLook(fuseOverlayfs),
+			Args:       []string{fuseOverlayfs, "-f", "-o", opts, "/dev/fd/3"},
+			Env:        []string{"PATH=/usr/bin:/bin"},
+			ExtraFiles: []*os.File{dev},
+			SysProcAttr: &syscall.SysProcAttr{
+				Setsid:    true,
+				Pdeathsig: syscall.SIGKILL,
+			},
+		}
+		log("starting the FUSE view's server", "argv", strings.Join(cmd.Args, " "))
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", fuseOverlayfs, err)
+		}
+		return nil
+	}
+	return files, func() *exec.Cmd { return cmd }
+}
+
+func mustLook(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return name
+}
+
+// escapeOpt escapes what a FUSE option list would split on.
+func escapeOpt(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(p)
+}
+
+// unlikeACopy returns why a view of dir would not show what a copy
+// shows, "" when it would: a copy leaves sockets and device nodes out
+// (a socket in the view would still reach whoever listens on it on the
+// host) and keeps hard links linked, which overlayfs breaks when one of
+// the names is changed. With owner set (the kernel's overlay), every
+// entry must belong to it too: overlayfs cannot copy up a file whose
+// owner or group is unmapped in the sandbox (EOVERFLOW), where a copy
+// hands everything to the sandbox user. It stats every entry, reading no
+// data.
+func unlikeACopy(dir string, owner *Owner) string {
+	var why string
+	stop := errors.New("stop")
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable: the view shows it as unreadable
+		}
+		rel, _ := filepath.Rel(dir, p)
+		t := d.Type()
+		if t&(fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice) != 0 {
+			why = "it holds " + quoteName(rel) + ", a socket or device, which a copy leaves out"
+			return stop
+		}
+		if !t.IsRegular() && owner == nil {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			return nil
+		}
+		switch {
+		case owner != nil && (int(st.Uid) != owner.UID || int(st.Gid) != owner.GID):
+			why = fmt.Sprintf("it holds %s, owned by %d:%d and not %d:%d like the rest, which the kernel's overlay could not change", quoteName(rel), st.Uid, st.Gid, owner.UID, owner.GID)
+			return stop
+		case t.IsRegular() && st.Nlink > 1:
+			why = "it holds hard links (" + quoteName(rel) + "), which a copy-on-write view would split"
+			return stop
+		}
+		return nil
+	})
+	return why
+}
+
+// idmappedTree clones dir as a detached mount on which the files of
+// from (uid and gid) belong to to, read-only, nosuid and nodev. It needs
+// CAP_SYS_ADMIN in the initial user namespace (mount_setattr(2)).
+func idmappedTree(dir string, from, to Owner) (*os.File, error) {
+	ns, err := userNamespace(from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("open_tree %s OPEN_TREE_CLONE: %w", dir, err)
+	}
+	attr := unix.MountAttr{
+		Attr_set:  unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV,
+		Userns_fd: uint64(ns.Fd()),
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("mount_setattr %s MOUNT_ATTR_IDMAP: %w", dir, err)
+	}
+	return os.NewFile(uintptr(fd), "kept-idmapped"), nil
+}
+
+// holderArg0 is argv[0] of a process that only holds a user namespace
+// open until its stdin ends (userNamespace).
+const holderArg0 = "nbs-userns-holder"
+
+// userNamespace returns a user namespace whose ids from (inside) are to
+// (outside): an idmapped mount shows a file of from as one of to. A
+// namespace needs a process to create it; this one lives until the
+// namespace is open.
+func userNamespace(from, to Owner) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	defer w.Close()
+	cmd := &exec.Cmd{
+		Path:  "/proc/self/exe",
+		Args:  []string{holderArg0},
+		Env:   []string{},
+		Stdin: r,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:  unix.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: from.UID, HostID: to.UID, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: from.GID, HostID: to.GID, Size: 1}},
+			Pdeathsig:   syscall.SIGKILL,
+		},
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("create a user namespace for the idmapped mount: %w", err)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
+	w.Close()
+	cmd.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("open the idmapped mount's user namespace: %w", err)
+	}
+	return ns, nil
+}
+
+// holdNamespace is the holder process's whole life.
+func holdNamespace() {
+	var b [1]byte
+	os.Stdin.Read(b[:])
+	os.Exit(0)
+}
+
+// mountView mounts the copy-on-write view of the kept directory on the
+// work directory's build/. It sits after "make mounts private", so that
+// nothing propagates to the host, and before the mount plan, which binds
+// build/ on /build; the host paths it needs vanish with pivot_root.
+func mountView(s *spec) error {
+	v := s.View
+	if v == nil {
+		return nil
+	}
+	if v.FUSE {
+		return mountFUSE(v)
+	}
+	if v.LowerFD {
+		// Attached in our own mount namespace only; detached again with
+		// the old root at pivot_root.
+		err := unix.MoveMount(viewFD, "", unix.AT_FDCWD, v.Lower, unix.MOVE_MOUNT_F_EMPTY_PATH)
+		unix.Close(viewFD)
+		if err != nil {
+			return fmt.Errorf("move_mount the idmapped kept directory on %s: %w", v.Lower, err)
+		}
+	}
+	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen overlay: %w", err)
+	}
+	defer unix.Close(fs)
+	set := func(key, value string) error {
+		if err := unix.FsconfigSetString(fs, key, value); err != nil {
+			return fmt.Errorf("overlay %s=%s: %w", key, value, err)
+		}
+		return nil
+	}
+	// userxattr: an overlay in a user namespace keeps its metadata
+	// (opaque directories) in user.overlay.* xattrs, which the caller
+	// may read back for the change summary; redirect_dir and metacopy,
+	// which need trusted xattrs, stay off, so that every change is an
+	// entry of its own in upper.
+	for _, kv := range [][2]string{{"lowerdir", escapeLowerdir(v.Lower)}, {"upperdir", v.Upper}, {"workdir", v.Work}} {
+		if err := set(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	if err := unix.FsconfigSetFlag(fs, "userxattr"); err != nil {
+		return fmt.Errorf("overlay userxattr: %w", err)
+	}
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return fmt.Errorf("create overlay (lowerdir %s, upperdir %s): %w", v.Lower, v.Upper, err)
+	}
+	mfd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsmount overlay: %w", err)
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, v.Target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount overlay on %s: %w", v.Target, err)
+	}
+	return nil
+}
+
+// mountFUSE opens /dev/fuse, mounts the FUSE view from it for our own
+// ids, nosuid and nodev, and sends the device to the parent, which
+// starts the server on it. The child's descriptor is closed before the
+// exec: the sandbox must not be able to answer its own requests.
+func mountFUSE(v *viewSpec) error {
+	dev, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/fuse: %w", err)
+	}
+	defer unix.Close(dev)
+	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,default_permissions", dev, os.Getuid(), os.Getgid())
+	if err := mount("nbs-view", v.Target, "fuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return err
+	}
+	if err := unix.Sendmsg(viewReadyFD, []byte{0}, unix.UnixRights(dev), nil, 0); err != nil {
+		return fmt.Errorf("send the FUSE device to nbs: %w", err)
+	}
+	return unix.Close(viewReadyFD)
+}
+
+// escapeLowerdir escapes what overlayfs's lowerdir option would split on.
+func escapeLowerdir(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `:`, `\:`, `,`, `\,`).Replace(p)
+}
+
+// makeViewDirs creates the view's directories in the work directory:
+// build/ (the mount point), upper/, work/ (overlayfs's own) and lower/
+// (where an idmapped kept directory is attached), owned by owner when
+// nbs runs as root.
+func makeViewDirs(w *workDir, owner *Owner) error {
+	for _, d := range []string{w.build(), w.upper(), w.work(), w.lower()} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+		if owner != nil {
+			if err := os.Lchown(d, owner.UID, owner.GID); err != nil {
+				return fmt.Errorf("chown %s: %w", d, err)
+			}
+		}
+	}
+	return nil
+}
+
+// dirOwner is the owner of dir.
+func dirOwner(dir string) (Owner, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return Owner{}, fmt.Errorf("stat %s: %w", dir, err)
+	}
+	return Owner{UID: int(st.Uid), GID: int(st.Gid)}, nil
+}
+
+// isViewFailure: the child could not mount the view.
+func isViewFailure(err error) bool {
+	var se *setupError
+	return errors.As(err, &se) && se.Step == viewStep
+}
+
+// removeViewDirs removes what makeViewDirs made, before a fallback copy
+// creates build/ itself.
+func removeViewDirs(w *workDir) error {
+	var errs []error
+	for _, d := range []string{w.build(), w.upper(), w.work(), w.lower()} {
+		if err := removeTree(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
