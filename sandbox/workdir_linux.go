@@ -172,7 +172,7 @@ func looksLikeWorkDir(dir string) bool {
 	}
 	for _, e := range entries {
 		switch e.Name() {
-		case ".lock", originFile, "build", "root", "tmp", "store":
+		case ".lock", originFile, "build", "root", "tmp", "store", "upper", "work", "lower":
 		default:
 			return false
 		}

@@ -1007,7 +1007,7 @@ func handles(o out) {
 		o.emit(report.Record{Check: report.HandleTmp, Outcome: report.NotTried, Detail: "name_to_handle_at: " + errText(err)})
 		return
 	}
-	what, err := openHandle(mfd, tmp)
+	what, err = openHandle(mfd, tmp)
 	o.reached(report.HandleTmp, "", what, err)
 }
 
