@@ -91,7 +91,7 @@ func TestReplayStdenv(t *testing.T) {
 	// unreadable only the .drv says which build it was.
 	targets, offer := []string{kept, drv}, "nbs replay "+kept
 	if b, ok := nix.ParseBuildDir(kept); ok && b.Name == "" {
-		targets, offer = []string{drv}, "nbs replay DRV, DRV being the .drv nix-build's error names"
+		targets, offer = []string{drv}, "nbs replay DRV true, DRV being the .drv nix-build's error names"
 		if r := runNBS(t, u, nil, "replay", "--run", "true", kept); r.code == 0 || !strings.Contains(r.stderr, "give the .drv") {
 			t.Errorf("replay of a nameless kept directory: status %d, stderr %q; want a line asking for the .drv", r.code, r.stderr)
 		}

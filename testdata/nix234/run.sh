@@ -72,8 +72,9 @@ root=$cache/root
 mirror=${NBS_NIX234_MIRROR:-http://deb.debian.org/debian}
 # What the tests need in the sid root, as .ci/setup-host installs it on
 # the machine: Nix; static bash and busybox (the offline test builders);
-# util-linux (setpriv, unshare); procps. Nothing inside uses the network.
-pkgs=nix-bin,bash-static,busybox-static,util-linux,procps,openssh-server,openssh-client
+# util-linux (setpriv, unshare); procps; ssh; fuse-overlayfs (the
+# unprivileged copy-on-write /build). Nothing inside uses the network.
+pkgs=nix-bin,bash-static,busybox-static,util-linux,procps,openssh-server,openssh-client,fuse-overlayfs,fuse3
 # The stamp says which recipe made the root: a changed recipe makes a new one.
 stamp="pkgs=$pkgs setup=$(sha256sum "$here/setup-root.sh" | cut -c1-16)"
 
