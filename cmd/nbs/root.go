@@ -51,8 +51,8 @@ When a build fails with --keep-failed, Nix leaves its build directory
 behind. nbs re-creates the Linux sandbox the builder ran in (user, mount,
 IPC, network, UTS and PID namespaces; uid 1000, gid 100; hostname
 localhost; only lo; /build, /nix, /dev, /proc, /tmp and /etc as Nix has
-them) around a private copy of that directory, and gives you a shell or
-runs one command there. No root needed; the kept directory is never
+them) around a private, copy-on-write view of that directory, and gives
+you a shell or runs one command there. No root needed; the kept directory is never
 modified.`,
 		Example: `  # a build failed and Nix kept its directory:
   nbs shell /tmp/nix-build-wttr.drv-0

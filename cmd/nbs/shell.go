@@ -45,7 +45,8 @@ and run CMD there, or an interactive shell when no CMD is given.
 CMD runs as   $SHELL -c 'source /build/env-vars; exec "$@"' -- CMD ARG...
 with SHELL taken from DIR/env-vars. nbs exits with CMD's status (128+N if
 a signal N killed it). DIR is never modified: the sandbox works on a
-private copy that is removed when the sandbox ends (see --keep).
+private copy-on-write view of it (or, with --copy or --keep, a copy),
+removed when the sandbox ends (see --keep).
 
 DIR may also be the parent of the kept directory where newer Nix nests it
 (/nix/var/nix/builds/nix-PID-N holding build/). When the kept files belong
