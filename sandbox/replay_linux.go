@@ -31,7 +31,8 @@ import (
 // It returns the status of what ran at the stop (or of the builder, when
 // nothing stopped and nothing was entered) and what happened. Nothing
 // stays behind: the work directory goes on every way out, a signal
-// (SIGINT, SIGTERM, SIGHUP) ends the sandbox and returns a *SignalError.
+// (SIGINT, SIGTERM, SIGHUP) ends the sandbox and returns an
+// *interrupt.Error.
 //
 // The steps, as in Enter: read the derivation and make sure its inputs
 // exist (readReplayTarget), the sandbox user and the host's Nix, the

@@ -9,16 +9,16 @@ import (
 	"github.com/nix-build-shell/nbs/sandbox/interrupt"
 )
 
-// Enter copies the kept directory, runs the command (or an interactive
-// shell) in a re-created Nix sandbox over the copy, tells c.Changed what
-// changed in the copy, removes the copy (with Keep, returns its path
-// instead) and returns the command's exit status (128+N when it was
-// killed by signal N). SIGINT, SIGTERM and SIGHUP end the sandbox and
+// Enter gives the kept directory a private copy-on-write view (or a
+// copy), runs the command (or an interactive shell) in a re-created Nix
+// sandbox over it, tells c.Changed what changed, removes the work
+// directory (with Keep, returns the copy's path instead) and returns the
+// command's exit status (128+N when it was killed by signal N). SIGINT, SIGTERM and SIGHUP end the sandbox and
 // return an *interrupt.Error.
 //
 // A session is four parts, each in a file of its own: prepare (read what
 // the build left, the sandbox user, the host's Nix), workspace (the work
-// directory, the copy, the store view), spec (the sandbox the child is
+// directory, the view or copy, the store view), spec (the sandbox the child is
 // to build) and run (start, terminal, wait, what changed). Clean-up is
 // deferred, in the reverse order.
 func Enter(ctx context.Context, c Config) (status int, keptCopy string, err error) {
