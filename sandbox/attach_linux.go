@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -432,11 +433,18 @@ func mapID(b []byte, host int) (int, bool) {
 		if len(f) != 3 {
 			continue
 		}
-		in, err1 := strconv.Atoi(f[0])
-		out, err2 := strconv.Atoi(f[1])
-		n, err3 := strconv.Atoi(f[2])
-		if err1 == nil && err2 == nil && err3 == nil && in >= 0 && out >= 0 && host >= out && host-out < n {
-			return in + host - out, true
+		// Each field is a u32 (user_namespaces(7)): parsed as such, the
+		// sum cannot overflow.
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		out, err2 := strconv.ParseUint(f[1], 10, 32)
+		n, err3 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || err3 != nil || host < 0 {
+			continue
+		}
+		if h := uint64(host); h >= out && h-out < n {
+			if id := in + (h - out); id <= math.MaxUint32 {
+				return int(id), true
+			}
 		}
 	}
 	return 0, false

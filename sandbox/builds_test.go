@@ -62,6 +62,9 @@ func TestMapID(t *testing.T) {
 
 func FuzzMapID(f *testing.F) {
 	f.Add([]byte("1000 999 1\n0 0 4294967295\n"), 999)
+	// What once overflowed: fields beyond a u32, a sum beyond one.
+	f.Add([]byte("9223372036854775807 0 10\n"), 5)
+	f.Add([]byte("4294967295 0 4294967295\n"), 4294967294)
 	f.Fuzz(func(t *testing.T, b []byte, host int) {
 		if in, ok := mapID(b, host); ok && in < 0 {
 			t.Errorf("mapID gave a negative id %d", in)
