@@ -42,6 +42,14 @@ type keptBuild struct {
 // checks what the sandbox will rely on: the build's shell, where the
 // build ran, the --with tools.
 func readBuild(dir string, with []string) (*keptBuild, error) {
+	// A link the user named (a shortcut to a kept directory) stands for
+	// its target: the copy and the view open every level below it
+	// without following links.
+	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = real
+		}
+	}
 	buildDir, err := nix.FindBuildDir(dir)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -314,5 +315,20 @@ func TestVersion(t *testing.T) {
 	out, err := exec.Command(nbsBin, "--version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "nbs ") {
 		t.Errorf("nbs --version: %q, %v", out, err)
+	}
+}
+
+// TestShellSymlink: a link to a kept directory (a shortcut the user
+// made) is entered like the directory itself.
+func TestShellSymlink(t *testing.T) {
+	requireUserNS(t)
+	dir := buildFailure(t, "fail")
+	link := filepath.Join(t.TempDir(), "kept")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	res := runNBS(t, nil, nil, "shell", link, "sh", "-c", "cat /build/env-vars >/dev/null && echo entered")
+	if res.code != 0 || res.stdout != "entered\n" {
+		t.Errorf("nbs shell LINK: status %d, stdout %q\nstderr: %s", res.code, res.stdout, res.stderr)
 	}
 }
