@@ -13,8 +13,10 @@ import (
 
 // loadCommand is the shell code that recreates the build's environment:
 // `source /build/env-vars`, preceded for structured-attrs builds by
-// .attrs.sh, the way nixpkgs' builders read it (NIX-SANDBOX-HISTORY.md
-// §7): the attributes first, then env-vars, which reflects later state.
+// .attrs.sh, the way nixpkgs' builders read it (nixpkgs
+// pkgs/stdenv/generic/source-stdenv.sh; Nix's src/nix/get-env.sh does
+// the same): the attributes first, then env-vars, which reflects later
+// state.
 func loadCommand(hostBuildDir, buildDir string) string {
 	load := "source " + shquote.Quote(path.Join(buildDir, "env-vars"))
 	if _, err := os.Lstat(filepath.Join(hostBuildDir, ".attrs.sh")); err == nil {
