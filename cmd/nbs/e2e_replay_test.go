@@ -370,15 +370,7 @@ func TestReplaySignals(t *testing.T) {
 				t.Fatal(err)
 			}
 			go io.Copy(io.Discard, out)
-			if code := waitExit(t, cmd, hang); code != 128+int(sig) {
-				t.Errorf("exit status %d, want %d", code, 128+int(sig))
-			}
-			if p := gone("sleep " + marker); len(p) > 0 {
-				t.Errorf("replay processes survive: %v", p)
-			}
-			if e := tmpEntries(tmp); len(e) > 0 {
-				t.Errorf("TMPDIR not cleaned: %v", e)
-			}
+			endedBySignal(t, cmd, sig, "sleep "+marker, tmp)
 		})
 	}
 }

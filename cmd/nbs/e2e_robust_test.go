@@ -140,15 +140,7 @@ func TestShellSignals(t *testing.T) {
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			if code := waitExit(t, cmd, hang); code != 128+int(sig) {
-				t.Errorf("exit status %d, want %d", code, 128+int(sig))
-			}
-			if p := gone("sleep " + marker); len(p) > 0 {
-				t.Errorf("sandbox processes survive: %v", p)
-			}
-			if e := tmpEntries(tmp); len(e) > 0 {
-				t.Errorf("TMPDIR not cleaned: %v", e)
-			}
+			endedBySignal(t, cmd, sig, "sleep "+marker, tmp)
 		})
 	}
 }
@@ -281,5 +273,21 @@ func TestShellSignalDuringCopy(t *testing.T) {
 				t.Errorf("partial copy left behind: %v", e)
 			}
 		})
+	}
+}
+
+// endedBySignal checks what sending sig to a running nbs must come to:
+// nbs exits 128+sig, no process whose command line has marker (one the
+// sandbox started) is left, and nothing is left in its TMPDIR.
+func endedBySignal(t *testing.T, cmd *exec.Cmd, sig syscall.Signal, marker, tmp string) {
+	t.Helper()
+	if code := waitExit(t, cmd, hang); code != 128+int(sig) {
+		t.Errorf("exit status %d, want %d", code, 128+int(sig))
+	}
+	if p := gone(marker); len(p) > 0 {
+		t.Errorf("sandbox processes survive: %v", p)
+	}
+	if e := tmpEntries(tmp); len(e) > 0 {
+		t.Errorf("TMPDIR not cleaned: %v", e)
 	}
 }
