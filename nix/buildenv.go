@@ -269,16 +269,6 @@ func exportReferencesGraph(attr string, o BuildEnvOptions) ([]BuildFile, error) 
 	return files, nil
 }
 
-// StorePathOf is the store path p lies in (/nix/store/HASH-NAME for
-// /nix/store/HASH-NAME/bin/x).
-func StorePathOf(p string) string {
-	rest := strings.TrimPrefix(p, StoreDir+"/")
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		rest = rest[:i]
-	}
-	return StoreDir + "/" + rest
-}
-
 var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // structuredAttrsFiles are .attrs.json (the attributes plus "outputs")

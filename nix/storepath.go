@@ -118,3 +118,13 @@ func DrvName(drv string) string {
 	}
 	return b
 }
+
+// StorePathOf is the store path p lies in (/nix/store/HASH-NAME for
+// /nix/store/HASH-NAME/bin/x).
+func StorePathOf(p string) string {
+	rest := strings.TrimPrefix(p, StoreDir+"/")
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		rest = rest[:i]
+	}
+	return StoreDir + "/" + rest
+}

@@ -120,3 +120,12 @@ func FuzzStorePathsIn(f *testing.F) {
 		}
 	})
 }
+
+func TestStorePathOf(t *testing.T) {
+	const p = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-gdb-13.1"
+	for in, want := range map[string]string{p: p, p + "/bin/gdb": p, p + "/": p} {
+		if got := StorePathOf(in); got != want {
+			t.Errorf("StorePathOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

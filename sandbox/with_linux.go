@@ -19,10 +19,8 @@ func toolPaths(with []string) ([]string, error) {
 	seen := map[string]bool{}
 	for _, w := range with {
 		p := path.Clean(w)
-		if rest, ok := strings.CutPrefix(p, nix.StoreDir+"/"); ok {
-			if i := strings.IndexByte(rest, '/'); i >= 0 {
-				p = nix.StoreDir + "/" + rest[:i]
-			}
+		if strings.HasPrefix(p, nix.StoreDir+"/") {
+			p = nix.StorePathOf(p)
 		}
 		if !nix.IsStorePath(p) {
 			return nil, fmt.Errorf("add %s to the sandbox: not a path in %s", w, nix.StoreDir)
