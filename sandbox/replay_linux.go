@@ -39,10 +39,7 @@ import (
 // builder's environment (nix.NewBuildEnv), the workspace with the build
 // directory's files and the store view, the spec, run, and the report.
 func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome, err error) {
-	log := c.Log
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	log := logOr(c.Log, c.Stderr)
 	ctx, signals := interrupt.Catch(ctx)
 	defer signals.Stop()
 

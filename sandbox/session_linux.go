@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
 
@@ -22,10 +23,7 @@ import (
 // to build) and run (start, terminal, wait, what changed). Clean-up is
 // deferred, in the reverse order.
 func Enter(ctx context.Context, c Config) (status int, keptCopy string, err error) {
-	log := c.Log
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(c.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
+	log := logOr(c.Log, c.Stderr)
 	// First, so that a signal at any later point ends the session
 	// through the same clean-up.
 	ctx, signals := interrupt.Catch(ctx)
@@ -158,4 +156,13 @@ func missingPath(paths []string) string {
 		}
 	}
 	return ""
+}
+
+// logOr is log, or, when the caller gave none, a logger that prints the
+// session's warnings on stderr.
+func logOr(log *slog.Logger, stderr io.Writer) *slog.Logger {
+	if log != nil {
+		return log
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
