@@ -68,8 +68,6 @@ func eventually(cond func() bool) bool {
 	return true
 }
 
-// missing skips the test, or fails it in CI where every prerequisite is
-// installed by .ci/run.
 // entryEnv passes NBS_ENTRY_MODE on to nbs, so that the suite can run
 // in one entry mode (NBS_ENTRY_MODE=copy go test ./...); tests that set
 // their own come after it and win.
@@ -80,6 +78,8 @@ func entryEnv() []string {
 	return nil
 }
 
+// missing skips the test, or fails it in CI where every prerequisite is
+// installed by .ci/run.
 func missing(t *testing.T, format string, args ...any) {
 	t.Helper()
 	reason := fmt.Sprintf(format, args...)
