@@ -694,9 +694,6 @@ func ttyAttempts(o out) {
 	o.value(report.TTYInjected, "", "%d", ok)
 	if kind(0) == "sandbox pty" {
 		o.value(report.TTYOwnQueue, "", "%d", drainCount(0))
-		// Give nbs's relay time to pass our last line on before we
-		// exit (it can lose output written just before the end).
-		time.Sleep(300 * time.Millisecond)
 	} else {
 		o.value(report.TTYOwnQueue, "", "not drained")
 	}
