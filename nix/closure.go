@@ -208,3 +208,30 @@ func ExistingStorePaths(ps []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Basic is d as Nix hands it to a remote builder: a BasicDerivation,
+// with no input derivations and as input sources its own plus the
+// outputs it uses of its input derivations (InputPaths). The builder has
+// those paths, which Nix copied there, but not the .drv files: Nix 2.8's
+// build hook (src/build-remote/build-remote.cc, main) sets
+// drv.inputSrcs to the input closure and sends the rest of the
+// derivation unchanged with Store::buildDerivation, which the legacy
+// ssh store writes over `nix-store --serve` (src/libstore/
+// legacy-ssh-store.cc, LegacySSHStore::buildDerivation). An input whose
+// output path is not known before its build (content-addressed) cannot
+// be resolved here and is an error.
+func (d *Derivation) Basic() (*Derivation, error) {
+	inputs, err := d.InputPaths()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range inputs {
+		if p == "" {
+			return nil, errors.New("an input derivation's output has no path before its build (content-addressed): it cannot be named to another machine")
+		}
+	}
+	b := *d
+	b.InputDrvs = map[string][]string{}
+	b.InputSrcs = slices.Compact(inputs)
+	return &b, nil
+}

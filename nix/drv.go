@@ -3,6 +3,7 @@ package nix
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -58,6 +59,96 @@ type Derivation struct {
 func (d *Derivation) IsFixedOutput() bool {
 	return len(d.Outputs) == 1 && d.Outputs[0].Name == "out" &&
 		d.Outputs[0].Hash != "" && d.Outputs[0].Hash != "impure"
+}
+
+// Unparse writes d as Nix writes a .drv file (src/libstore/derivations.cc,
+// Derivation::unparse): Derive(…) on one line, the input derivations and
+// the environment sorted, the rest in d's order. A derivation with
+// dynamic inputs comes out in the plain form, its nested outputs dropped
+// as ParseDerivation drops them.
+func (d *Derivation) Unparse() []byte {
+	var b bytes.Buffer
+	str := func(s string) {
+		b.WriteByte('"')
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; c {
+			case '"', '\\':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case '\n':
+				b.WriteString(`\n`)
+			case '\r':
+				b.WriteString(`\r`)
+			case '\t':
+				b.WriteString(`\t`)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('"')
+	}
+	list := func(n int, item func(i int)) {
+		b.WriteByte('[')
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			item(i)
+		}
+		b.WriteByte(']')
+	}
+	sorted := func(m map[string]string) []string {
+		var keys []string
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return keys
+	}
+	b.WriteString("Derive(")
+	list(len(d.Outputs), func(i int) {
+		o := d.Outputs[i]
+		b.WriteByte('(')
+		str(o.Name)
+		for _, s := range []string{o.Path, o.HashAlgo, o.Hash} {
+			b.WriteByte(',')
+			str(s)
+		}
+		b.WriteByte(')')
+	})
+	b.WriteByte(',')
+	var drvs []string
+	for k := range d.InputDrvs {
+		drvs = append(drvs, k)
+	}
+	sort.Strings(drvs)
+	list(len(drvs), func(i int) {
+		b.WriteByte('(')
+		str(drvs[i])
+		b.WriteByte(',')
+		outs := d.InputDrvs[drvs[i]]
+		list(len(outs), func(j int) { str(outs[j]) })
+		b.WriteByte(')')
+	})
+	b.WriteByte(',')
+	list(len(d.InputSrcs), func(i int) { str(d.InputSrcs[i]) })
+	b.WriteByte(',')
+	str(d.Platform)
+	b.WriteByte(',')
+	str(d.Builder)
+	b.WriteByte(',')
+	list(len(d.Args), func(i int) { str(d.Args[i]) })
+	b.WriteByte(',')
+	keys := sorted(d.Env)
+	list(len(keys), func(i int) {
+		b.WriteByte('(')
+		str(keys[i])
+		b.WriteByte(',')
+		str(d.Env[keys[i]])
+		b.WriteByte(')')
+	})
+	b.WriteByte(')')
+	return b.Bytes()
 }
 
 // ReadDerivation reads and parses the .drv file at path.

@@ -1,7 +1,6 @@
 package nix
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 )
@@ -384,93 +382,6 @@ func TestParseDerivationErrors(t *testing.T) {
 	}
 }
 
-// unparse writes d as Nix does (Derivation::unparse), for the fuzz
-// round trip.
-func unparse(d *Derivation) []byte {
-	var b bytes.Buffer
-	str := func(s string) {
-		b.WriteByte('"')
-		for i := 0; i < len(s); i++ {
-			switch c := s[i]; c {
-			case '"', '\\':
-				b.WriteByte('\\')
-				b.WriteByte(c)
-			case '\n':
-				b.WriteString(`\n`)
-			case '\r':
-				b.WriteString(`\r`)
-			case '\t':
-				b.WriteString(`\t`)
-			default:
-				b.WriteByte(c)
-			}
-		}
-		b.WriteByte('"')
-	}
-	list := func(n int, item func(i int)) {
-		b.WriteByte('[')
-		for i := 0; i < n; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			item(i)
-		}
-		b.WriteByte(']')
-	}
-	sorted := func(m map[string]string) []string {
-		var keys []string
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		return keys
-	}
-	b.WriteString("Derive(")
-	list(len(d.Outputs), func(i int) {
-		o := d.Outputs[i]
-		b.WriteByte('(')
-		str(o.Name)
-		for _, s := range []string{o.Path, o.HashAlgo, o.Hash} {
-			b.WriteByte(',')
-			str(s)
-		}
-		b.WriteByte(')')
-	})
-	b.WriteByte(',')
-	var drvs []string
-	for k := range d.InputDrvs {
-		drvs = append(drvs, k)
-	}
-	sort.Strings(drvs)
-	list(len(drvs), func(i int) {
-		b.WriteByte('(')
-		str(drvs[i])
-		b.WriteByte(',')
-		outs := d.InputDrvs[drvs[i]]
-		list(len(outs), func(j int) { str(outs[j]) })
-		b.WriteByte(')')
-	})
-	b.WriteByte(',')
-	list(len(d.InputSrcs), func(i int) { str(d.InputSrcs[i]) })
-	b.WriteByte(',')
-	str(d.Platform)
-	b.WriteByte(',')
-	str(d.Builder)
-	b.WriteByte(',')
-	list(len(d.Args), func(i int) { str(d.Args[i]) })
-	b.WriteByte(',')
-	keys := sorted(d.Env)
-	list(len(keys), func(i int) {
-		b.WriteByte('(')
-		str(keys[i])
-		b.WriteByte(',')
-		str(d.Env[keys[i]])
-		b.WriteByte(')')
-	})
-	b.WriteByte(')')
-	return b.Bytes()
-}
-
 func FuzzParseDerivation(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.drv")
 	for _, name := range files {
@@ -488,9 +399,9 @@ func FuzzParseDerivation(f *testing.F) {
 			return
 		}
 		d.IsFixedOutput()
-		again, err := ParseDerivation(unparse(d))
+		again, err := ParseDerivation(d.Unparse())
 		if err != nil {
-			t.Fatalf("re-parse: %v\n%s", err, unparse(d))
+			t.Fatalf("re-parse: %v\n%s", err, d.Unparse())
 		}
 		if !reflect.DeepEqual(normalize(d), normalize(again)) {
 			t.Fatalf("round trip changed the derivation:\n%#v\n%#v", d, again)
@@ -515,4 +426,48 @@ func normalize(d *Derivation) *Derivation {
 		c.InputDrvs[k] = v
 	}
 	return &c
+}
+
+// TestBasic: the input derivations' outputs become input sources, the
+// rest stays, and the result reads back as written.
+func TestBasic(t *testing.T) {
+	dir := t.TempDir()
+	in := &Derivation{
+		Outputs:   []Output{{Name: "dev", Path: "/nix/store/b-in-dev"}, {Name: "out", Path: "/nix/store/a-in"}},
+		InputDrvs: map[string][]string{},
+		Platform:  "x86_64-linux", Builder: "/b", Env: map[string]string{},
+	}
+	inDrv := filepath.Join(dir, "x-in.drv")
+	if err := os.WriteFile(inDrv, in.Unparse(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := &Derivation{
+		Outputs:   []Output{{Name: "out", Path: "/nix/store/o-x"}},
+		InputDrvs: map[string][]string{inDrv: {"out"}},
+		InputSrcs: []string{"/nix/store/s-src", "/nix/store/a-in"},
+		Platform:  "x86_64-linux", Builder: "/nix/store/s-src/bash", Args: []string{"-e", "a\"b\n"},
+		Env: map[string]string{"name": "x", "in": "/nix/store/a-in"},
+	}
+	b, err := d.Basic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.InputDrvs) != 0 || !reflect.DeepEqual(b.InputSrcs, []string{"/nix/store/a-in", "/nix/store/s-src"}) {
+		t.Errorf("inputs: %v %v", b.InputDrvs, b.InputSrcs)
+	}
+	if len(d.InputDrvs) != 1 {
+		t.Errorf("Basic changed d: %v", d.InputDrvs)
+	}
+	again, err := ParseDerivation(b.Unparse())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again, b) {
+		t.Errorf("read back:\n%#v\n%#v", again, b)
+	}
+
+	d.InputDrvs = map[string][]string{filepath.Join(dir, "missing.drv"): {"out"}}
+	if _, err := d.Basic(); err == nil {
+		t.Error("an unreadable input derivation: no error")
+	}
 }
