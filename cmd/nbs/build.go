@@ -238,7 +238,7 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		return &exitStatus{0}
 	}
 	if opts.Replay {
-		return replayBuildFailure(ctx, f, res.Failures, res.ExitCode, opts)
+		return replayBuildFailure(ctx, f, res.Failures, builders, res.ExitCode, opts)
 	}
 
 	// The failures that can be entered, in the order they failed: local
@@ -357,25 +357,10 @@ func envVarsReadable(dir string) bool {
 // --run does (see remote.Options.Script for an older nbs installed
 // there).
 func enterFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, builders []wrapper.Builder, script string) (int, error) {
-	// The URI comes from the build log, which the build's own output is
-	// part of: a build could print a line naming a host of its choice.
-	// Only a builder this build was given is connected to on our own.
-	known := false
-	for _, b := range builders {
-		known = known || b.SameBuilder(fl.Builder)
-	}
-	if !known {
-		return 0, &hintError{
-			fmt.Errorf("the log says %s failed on %s, which is not one of this build's builders (--builders or the builders setting); nbs does not connect to it", nix.DrvName(fl.Drv), fl.Builder),
-			"if you trust that machine, enter it with: nbs shell --remote " + shquote.Paste(fl.Builder) + " " + shquote.Paste(fl.KeptDir),
-		}
-	}
-	b := builderFor(fl.Builder, builders)
-	t, err := remote.Parse(b.URI)
+	t, err := failureTarget(fl, builders, "enter it with: nbs shell --remote "+shquote.Paste(fl.Builder)+" "+shquote.Paste(fl.KeptDir), "nbs enters builds on ssh:// and ssh-ng:// builders only")
 	if err != nil {
-		return 0, &hintError{err, "nbs enters builds on ssh:// and ssh-ng:// builders only"}
+		return 0, err
 	}
-	t.WithBuilder(b)
 	return enterRemote(ctx, f, remote.Options{Target: t, Dir: fl.KeptDir, Script: script})
 }
 

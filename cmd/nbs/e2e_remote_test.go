@@ -622,3 +622,61 @@ func TestFlake(t *testing.T) {
 		})
 	}
 }
+
+var replayingRE = regexp.MustCompile(`nbs: replaying nbs-replay-stdenv-fail \(the original failed in buildPhase, exit 1\) in a new sandbox \((/nix/store/\S+\.drv)\)`)
+
+// TestRemoteReplay: a stdenv-like build that fails on the builder is
+// replayed there: nbs build --replay --run sees the failing phase's
+// live state (a variable it did not export, its function, its late
+// export, its directory) on the builder, which has no .drv of it, and
+// exits with CMD's status; nbs replay --remote does the same for the
+// failure afterwards. Nothing is left on the builder.
+func TestRemoteReplay(t *testing.T) {
+	b := startBuilder(t, plainBuilder)
+	script := `echo "[$phaseLocal] [$LATE_EXPORT] [$EARLY_EXPORT] [$configureLocal] $PWD $curPhase"; phaseFn; ls /nix/store | grep -c '\.drv$'; exit 42`
+	want := "[not-exported] [late] [configured] [c] /build/src/deep buildPhase\nphaseFn here\n0\n"
+	for _, proto := range []string{"ssh", "ssh-ng"} {
+		t.Run(proto, func(t *testing.T) {
+			uri := proto + "://" + builderAlias
+			res := b.run(t, "build", "--debug", "--replay", "--run", script, "--max-jobs", "0", "--builders", uri+" x86_64-linux",
+				replayNix(t), "-A", "stdenv", "--argstr", "nonce", nonce(t))
+			if res.code != 42 || !strings.HasSuffix(res.stdout, want) {
+				t.Fatalf("status %d, stdout %q; want 42 and the failing phase's state\nstderr: %s", res.code, res.stdout, res.stderr)
+			}
+			m := replayingRE.FindStringSubmatch(res.stderr)
+			for _, w := range []string{
+				"nbs: nbs-replay-stdenv-fail failed on " + uri + " (builder exit 1); replaying it on that builder over ssh",
+				"copying nbs to the builder",
+				"nbs: the replay failed in buildPhase (exit 1) at: false",
+			} {
+				if !strings.Contains(res.stderr, w) || m == nil {
+					t.Errorf("stderr lacks %q or the replaying line:\n%s", w, res.stderr)
+				}
+			}
+			if strings.Contains(res.stdout, "not reached") {
+				t.Errorf("the build went on after the stop:\n%s", res.stdout)
+			}
+			b.checkClean(t)
+			assertCleanTmp(t, res)
+			if m == nil {
+				return
+			}
+			drv := m[1]
+			if _, err := os.Stat(b.root + drv); err == nil {
+				t.Errorf("%s is in the builder's store: the test proves nothing", drv)
+			}
+
+			// nbs replay --remote, with a command and --break.
+			res = b.run(t, "replay", "--remote", uri, drv, "eval", `echo "$PWD $phaseLocal"; exit 7`)
+			if res.code != 7 || !strings.HasSuffix(res.stdout, "/build/src/deep not-exported\n") || !strings.Contains(res.stderr, "nbs: replaying nbs-replay-stdenv-fail (the original failed in buildPhase) in a new sandbox ("+drv+")") {
+				t.Errorf("replay --remote DRV CMD: status %d, stdout %q\nstderr: %s", res.code, res.stdout, res.stderr)
+			}
+			b.checkClean(t)
+			res = b.run(t, "replay", "--remote", uri, "--break", "buildPhase", "--run", `echo "<${LATE_EXPORT-} $EARLY_EXPORT>"`, drv)
+			if res.code != 0 || !strings.Contains(res.stdout, "< configured>") || !strings.Contains(res.stderr, "nbs: stopped before buildPhase (--break)") {
+				t.Errorf("replay --remote --break: status %d, stdout %q\nstderr: %s", res.code, res.stdout, res.stderr)
+			}
+			b.checkClean(t)
+		})
+	}
+}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nix-build-shell/nbs/nix"
 	"github.com/nix-build-shell/nbs/sandbox"
-	"github.com/nix-build-shell/nbs/sandbox/shquote"
 	terminal "github.com/nix-build-shell/nbs/sandbox/term"
 	"github.com/nix-build-shell/nbs/wrapper"
 	"github.com/spf13/cobra"
@@ -24,6 +23,7 @@ type ReplayOptions struct {
 	Command []string
 	Run     string
 	Break   string
+	remote  remoteReplay // see addRemoteReplayFlags
 }
 
 const replayLong = `Run the failed derivation TARGET again, in nbs's re-creation of Nix's
@@ -88,6 +88,7 @@ func newCmdReplay(f *Factory) *cobra.Command {
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVar(&opts.Break, "break", "", "stop before stdenv's `PHASE` (e.g. buildPhase) instead of at the failure")
 	cmd.Flags().StringVar(&opts.Run, "run", "", "evaluate `CMD` in the stopped shell instead of an interactive one, and exit with its status")
+	addRemoteReplayFlags(cmd, opts)
 	return cmd
 }
 
@@ -179,10 +180,10 @@ func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *
 	name := nix.DrvName(drv)
 	// The log is read while the sandbox is set up.
 	origc := make(chan original, 1)
-	go func() { origc <- originalFromLog(ctx, drv, exit) }()
+	go func() { origc <- opts.original(ctx, drv, exit) }()
 	var orig original
 	status, out, err := sandbox.Replay(ctx, sandbox.ReplayConfig{
-		Drv:     drv,
+		Drv:     opts.drvFile(drv),
 		Break:   opts.Break,
 		Script:  opts.Run,
 		Command: opts.Command,
@@ -235,31 +236,34 @@ func unreadableHint(run, dir string, command []string) string {
 		"; or, without sudo, run the build again as you and stop at its failure: " + replay
 }
 
-// replayBuildFailure is nbs build --replay: the first failure that
-// built here is replayed; nix-build's status is the exit status unless
-// something ran at the stop.
-func replayBuildFailure(ctx context.Context, f *Factory, failures []wrapper.Failure, nixStatus int, opts *BuildOptions) error {
-	var first *wrapper.Failure
-	for i, fl := range failures {
-		if fl.Builder != "" {
-			fmt.Fprintf(f.Stderr, "nbs: %s failed on %s; nbs replays only builds that ran here (build it here with --builders '' to replay it)\n", nix.DrvName(fl.Drv), fl.Builder)
-			continue
-		}
-		if first == nil {
-			first = &failures[i]
-		} else {
-			fmt.Fprintf(f.Stderr, "nbs: %s failed too; replay it with: nbs replay %s\n", nix.DrvName(fl.Drv), shquote.Paste(fl.Drv))
-		}
-	}
-	if first == nil {
+// replayBuildFailure is nbs build --replay: the first failure is
+// replayed, here or on the builder it failed on; nix-build's status is
+// the exit status unless something ran at the stop.
+func replayBuildFailure(ctx context.Context, f *Factory, failures []wrapper.Failure, builders []wrapper.Builder, nixStatus int, opts *BuildOptions) error {
+	if len(failures) == 0 {
 		return &exitStatus{nixStatus}
+	}
+	first := failures[0]
+	for _, fl := range failures[1:] {
+		fmt.Fprintf(f.Stderr, "nbs: %s failed too; replay it with: %s\n", nix.DrvName(fl.Drv), replayCommand(fl, builders))
 	}
 	interactive := terminal.IsTerminal(f.Stdin) && terminal.IsTerminal(f.Stdout)
 	if opts.NoShell || (opts.Run == "" && !interactive) {
-		fmt.Fprintf(f.Stderr, "nbs: %s failed%s; replay it with: nbs replay %s\n", nix.DrvName(first.Drv), exitText(first.ExitCode), shquote.Paste(first.Drv))
+		where := ""
+		if first.Builder != "" {
+			where = " on " + builderFor(first.Builder, builders).URI
+		}
+		fmt.Fprintf(f.Stderr, "nbs: %s failed%s%s; replay it with: %s\n", nix.DrvName(first.Drv), where, exitText(first.ExitCode), replayCommand(first, builders))
 		return &exitStatus{nixStatus}
 	}
-	err := replayFailure(ctx, f, first.Drv, first.ExitCode, &ReplayOptions{f: f, Run: opts.Run, Break: opts.Break})
+	ropts := &ReplayOptions{f: f, Run: opts.Run, Break: opts.Break}
+	var err error
+	if first.Builder != "" {
+		fmt.Fprintf(f.Stderr, "nbs: %s failed on %s%s; replaying it on that builder over ssh\n", nix.DrvName(first.Drv), builderFor(first.Builder, builders).URI, exitText(first.ExitCode))
+		err = replayFailedRemote(ctx, f, first, builders, ropts)
+	} else {
+		err = replayFailure(ctx, f, first.Drv, first.ExitCode, ropts)
+	}
 	var st *exitStatus
 	if opts.Run == "" && errors.As(err, &st) {
 		return &exitStatus{nixStatus}

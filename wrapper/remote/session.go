@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,12 +34,34 @@ type Options struct {
 	Script string
 	Keep   bool // the remote nbs shell's --keep
 	Debug  bool // the remote nbs shell's --debug
+	// Replay, when set, replays a failed derivation on the builder
+	// (the remote nbs replay) instead of entering Dir; Script or
+	// Command run at its stop.
+	Replay *Replay
 
 	// The session's terminal (or pipes): ssh gets a remote pty (-tt)
 	// when Stdin and Stdout are terminals.
 	Stdin, Stdout, Stderr *os.File
 	// Log gets the ssh commands (debug) and a failed cleanup (warning).
 	Log *slog.Logger
+}
+
+// Replay is a failed derivation to run again on the builder. The
+// builder has the build's inputs (Nix copied them there) but not its
+// .drv file: the derivation goes there resolved (nix.Derivation.Basic),
+// as Nix sent it, into the session's private directory, never into the
+// builder's store, so that no trust there is needed; the remote nbs
+// replays it from that file (nbs replay --shipped) and says, as it
+// would here, what happened.
+type Replay struct {
+	Drv        string // the .drv here, which the messages name
+	Derivation []byte // its ATerm as the builder gets it
+	// What the build log here says of the original failure: its
+	// stdenv phase ("" unknown) and the builder's exit code (-1
+	// unknown).
+	Phase string
+	Exit  int
+	Break string // stop before this stdenv phase instead
 }
 
 // Error is a session failure with what the user can do about it.
@@ -55,11 +79,21 @@ func shCommand(script string) string { return "sh -c " + shquote.Quote(script) }
 
 // probeScript makes the private directory (mode 0711: the sandbox user
 // must be able to re-execute a copy of nbs in it) and says whether nbs is
-// installed (a program called nbs that says "nbs VERSION" to --version)
-// and what the builder is.
-const probeScript = `umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/nbs-remote.XXXXXXXXXX") && chmod 711 "$d" && echo "dir=$d"; ` +
-	`p=$(command -v nbs) && "$p" --version 2>/dev/null | grep -q '^nbs ' && echo "nbs=$p" && ` +
-	`{ "$p" shell --help 2>/dev/null | grep -q -e '--run ' && echo "run=1"; }; echo "uname=$(uname -sm)"`
+// installed (a program called nbs that says "nbs VERSION" to --version),
+// which of the flags nbs needs it has, and what the builder is. With
+// ship, a file name, it writes its stdin to that file in the directory.
+//
+// replay=1: the installed nbs's replay has --remote, which came with
+// the hidden --shipped this session uses.
+func probeScript(ship string) string {
+	s := `umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/nbs-remote.XXXXXXXXXX") && chmod 711 "$d" && echo "dir=$d"; `
+	if ship != "" {
+		s += `[ -n "$d" ] && cat > "$d"/` + shquote.Quote(ship) + ` && echo "shipped=1"; `
+	}
+	return s + `p=$(command -v nbs) && "$p" --version 2>/dev/null | grep -q '^nbs ' && echo "nbs=$p" && ` +
+		`{ "$p" shell --help 2>/dev/null | grep -q -e '--run ' && echo "run=1"; ` +
+		`"$p" replay --help 2>/dev/null | grep -q -e '--remote ' && echo "replay=1"; }; echo "uname=$(uname -sm)"`
+}
 
 func copyScript(dir string) string {
 	return `cat > ` + shquote.Quote(dir+"/nbs") + ` && chmod 755 ` + shquote.Quote(dir+"/nbs")
@@ -67,16 +101,15 @@ func copyScript(dir string) string {
 
 // runScript records nbs's pid (exec keeps the shell's) for cleanupScript,
 // then becomes `nbs shell`.
-func runScript(dir, nbs string, args []string) string {
+func runScript(dir, nbs string, args []string, env string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
 		q[i] = shquote.Quote(a)
 	}
-	env := ""
 	if term.NoColor() {
 		// ssh passes on TERM only; the user's wish for no colours
 		// holds on the builder too.
-		env = "export NO_COLOR=1; "
+		env += "export NO_COLOR=1; "
 	}
 	return `echo $$ > ` + shquote.Quote(dir+"/pid") + ` && ` + env + `exec ` + shquote.Quote(nbs) + ` ` + strings.Join(q, " ")
 }
@@ -93,11 +126,56 @@ func cleanupScript(dir string) string {
 		`rm -rf "$d"`
 }
 
+// shellArgs are the remote nbs shell's arguments; run: it has --run.
+func shellArgs(o Options, run bool) []string {
+	args := []string{"shell"}
+	if o.Debug {
+		args = append(args, "--debug")
+	}
+	if o.Keep {
+		args = append(args, "--keep")
+	}
+	command := o.Command
+	switch {
+	case o.Script != "" && run:
+		args = append(args, "--run", o.Script)
+	case o.Script != "":
+		// The sandbox's shell re-executed (/proc/self/exe: the process
+		// is that shell when the command is executed) with -c: what
+		// every nbs shell runs as $SHELL -c after env-vars.
+		command = []string{"/proc/self/exe", "-c", o.Script}
+	}
+	return append(append(args, "--", o.Dir), command...)
+}
+
+// replayArgs are the remote nbs replay's arguments, the derivation
+// being in the file shipped.
+func replayArgs(o Options, shipped string) []string {
+	rp := o.Replay
+	args := []string{"replay", "--shipped", shipped, "--original-exit", strconv.Itoa(rp.Exit)}
+	if o.Debug {
+		args = append(args, "--debug")
+	}
+	if rp.Phase != "" {
+		args = append(args, "--original-phase", rp.Phase)
+	}
+	if rp.Break != "" {
+		args = append(args, "--break", rp.Break)
+	}
+	if o.Script != "" {
+		args = append(args, "--run", o.Script)
+	}
+	return append(append(args, "--", rp.Drv), o.Command...)
+}
+
 // probe is what the builder said.
 type probe struct {
 	dir, nbs, uname string
-	// run: the installed nbs knows nbs shell --run.
-	run bool
+	// run: the installed nbs knows nbs shell --run; replay: nbs replay
+	// --remote (and --shipped).
+	run, replay bool
+	// shipped: the file on probeScript's stdin arrived.
+	shipped bool
 }
 
 func parseProbe(out string) probe {
@@ -113,6 +191,10 @@ func parseProbe(out string) probe {
 			p.uname = v
 		case "run":
 			p.run = v == "1"
+		case "replay":
+			p.replay = v == "1"
+		case "shipped":
+			p.shipped = v == "1"
 		}
 	}
 	return p
@@ -214,7 +296,11 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	ctx, signals := interrupt.Catch(ctx)
 	defer signals.Stop()
 
-	out, err := r.output(ctx, probeScript, nil)
+	ship, shipIn := "", io.Reader(nil)
+	if o.Replay != nil {
+		ship, shipIn = path.Base(o.Replay.Drv), bytes.NewReader(o.Replay.Derivation)
+	}
+	out, err := r.output(ctx, probeScript(ship), shipIn)
 	p := parseProbe(out)
 	if p.dir != "" {
 		defer func() {
@@ -239,8 +325,24 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	if p.dir == "" {
 		return 0, fmt.Errorf("%s: could not make a temporary directory there: %q", o.Target.Dest, out)
 	}
+	if o.Replay != nil && !p.shipped {
+		return 0, fmt.Errorf("%s: could not write the derivation into %s there: %q", o.Target.Dest, p.dir, out)
+	}
 
 	nbs := p.nbs
+	if nbs != "" && o.Replay != nil && !p.replay {
+		// Too old to replay a shipped derivation: a copy of this one
+		// does, when it can run there.
+		log.Debug("the builder's nbs has no replay --remote; using a copy of this one", "nbs", nbs)
+		if unameMatches(p.uname, runtime.GOOS, runtime.GOARCH) {
+			nbs = ""
+		} else {
+			return 0, &Error{
+				fmt.Errorf("the nbs on %s (%s) is too old to replay a build (it has no replay --remote), and this nbs (%s/%s) cannot run there (uname -sm: %s)", o.Target.Dest, nbs, runtime.GOOS, runtime.GOARCH, p.uname),
+				"install this version of nbs on the builder",
+			}
+		}
+	}
 	if nbs == "" {
 		if !unameMatches(p.uname, runtime.GOOS, runtime.GOARCH) {
 			return 0, &Error{
@@ -269,26 +371,15 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 		p.run = true // this nbs
 	}
 
-	args := []string{"shell"}
-	if o.Debug {
-		args = append(args, "--debug")
+	args, env := shellArgs(o, p.run), ""
+	if o.Replay != nil {
+		args = replayArgs(o, p.dir+"/"+ship)
+		// The remote nbs's cache (closures of store paths) goes into
+		// the private directory, which the cleanup removes.
+		env = "export XDG_CACHE_HOME=" + shquote.Quote(p.dir) + "; "
 	}
-	if o.Keep {
-		args = append(args, "--keep")
-	}
-	command := o.Command
-	switch {
-	case o.Script != "" && p.run:
-		args = append(args, "--run", o.Script)
-	case o.Script != "":
-		// The sandbox's shell re-executed (/proc/self/exe: the process
-		// is that shell when the command is executed) with -c: what
-		// every nbs shell runs as $SHELL -c after env-vars.
-		command = []string{"/proc/self/exe", "-c", o.Script}
-	}
-	args = append(append(args, "--", o.Dir), command...)
 	tty := term.IsTerminal(o.Stdin) && term.IsTerminal(o.Stdout)
-	sshArgs := o.Target.sshArgs(r.sshOpts, r.knownHosts, tty, shCommand(runScript(p.dir, nbs, args)))
+	sshArgs := o.Target.sshArgs(r.sshOpts, r.knownHosts, tty, shCommand(runScript(p.dir, nbs, args, env)))
 	log.Debug("ssh", "args", strings.Join(sshArgs, " "))
 	// Not CommandContext: a signal reaches ssh as SIGTERM, which ends it
 	// cleanly, restores the terminal it put in raw mode and hangs up the

@@ -61,12 +61,33 @@ func TestScripts(t *testing.T) {
 		}
 		return string(out)
 	}
-	p := parseProbe(sh(probeScript))
+	p := parseProbe(sh(probeScript("")))
 	if !strings.HasPrefix(p.dir, tmp+"/nbs-remote.") || p.uname == "" {
 		t.Fatalf("probe: %+v", p)
 	}
 	if fi, err := os.Stat(p.dir); err != nil || fi.Mode().Perm() != 0o711 {
 		t.Fatalf("probe's directory: %v %v", fi.Mode(), err)
+	}
+	if p.shipped {
+		t.Errorf("probe without a file to ship says shipped: %+v", p)
+	}
+
+	// A derivation shipped with the probe: its stdin, in a file only
+	// the user reads, whatever the name's characters.
+	ship := exec.Command("sh", "-c", probeScript("abc-it's $x.drv"))
+	ship.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp}
+	ship.Stdin = strings.NewReader("Derive([])")
+	out, err := ship.Output()
+	if sp := parseProbe(string(out)); err != nil || !sp.shipped || sp.dir == "" {
+		t.Errorf("probe with a file: %v %+v", err, sp)
+	} else {
+		f := filepath.Join(sp.dir, "abc-it's $x.drv")
+		got, err := os.ReadFile(f)
+		fi, _ := os.Stat(f)
+		if err != nil || string(got) != "Derive([])" || fi.Mode().Perm() != 0o600 {
+			t.Errorf("shipped file: %q %v %v", got, fi.Mode(), err)
+		}
+		sh(cleanupScript(sp.dir))
 	}
 
 	// copy: the binary arrives on stdin.
@@ -84,7 +105,7 @@ func TestScripts(t *testing.T) {
 	nbs := filepath.Join(p.dir, "nbs")
 
 	// run: the "nbs" (a sleep here) keeps the shell's pid.
-	run := exec.Command("sh", "-c", runScript(p.dir, nbs, []string{"60"}))
+	run := exec.Command("sh", "-c", runScript(p.dir, nbs, []string{"60"}, "export X=1; "))
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +138,7 @@ func TestScripts(t *testing.T) {
 	}
 
 	// A pid that is no nbs (reused) is left alone.
-	p = parseProbe(sh(probeScript))
+	p = parseProbe(sh(probeScript("")))
 	other := exec.Command(sleep, "60")
 	if err := other.Start(); err != nil {
 		t.Fatal(err)
