@@ -137,7 +137,7 @@ func newCmdBuild(f *Factory) *cobra.Command {
 	cmd.Flags().String("run", "", "run `CMD` in the failed build's sandbox instead of a shell, and exit with its status")
 	cmd.Flags().Bool("no-shell", false, "never enter a sandbox; print how to enter it instead")
 	cmd.Flags().Bool("copy", false, copyFlagUsage)
-	cmd.Flags().Bool("replay", false, "run a failed derivation again, as you, and stop at its failure in its live state (see 'nbs replay')")
+	cmd.Flags().Bool("replay", false, "run a failed derivation again, as you (on the builder it failed on), and stop at its failure in its live state (see 'nbs replay')")
 	cmd.Flags().String("break", "", "with --replay: stop before stdenv's `PHASE` instead of at the failure")
 	cmd.Flags().String("nix-build", "", "the nix-build (or nix) `PATH` to run")
 	cmd.Flags().StringArray("with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the failed build's sandbox and its bin/ to PATH; repeatable")

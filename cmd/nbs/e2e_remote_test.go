@@ -104,7 +104,21 @@ const (
 	// sandbox = false, filter-syscalls = false, as the nixos/nix image
 	// used as a builder has them
 	dockerBuilder
+	// an nbs on its PATH from before replay --remote: it answers
+	// --version and the --help of shell (with --run) and replay
+	// (without --remote), and fails if run for anything else
+	oldNBSBuilder
 )
+
+// oldNBS is the nbs of oldNBSBuilder.
+const oldNBS = `#!/bin/sh
+case "$1 $2" in
+"--version "*) echo "nbs 0.1.0" ;;
+"shell --help") echo "      --run CMD   evaluate CMD" ;;
+"replay --help") echo "      --run CMD   evaluate CMD" ;;
+*) echo "the old nbs ran: $*" >&2; exit 99 ;;
+esac
+`
 
 func startBuilder(t *testing.T, kind builderKind) *sshBuilder {
 	t.Helper()
@@ -178,9 +192,15 @@ LogLevel ERROR
 	config := filepath.Join(client, "config")
 	write(t, config, "Host "+builderAlias+"\n"+common+"  IdentityFile "+key+"\n\nHost "+builderAliasNoKey+"\n"+common)
 
+	installed := map[bool]string{true: nbsBin}[kind == nbsBuilder]
+	if kind == oldNBSBuilder {
+		installed = filepath.Join(state, "old-nbs")
+		write(t, installed, oldNBS)
+		os.Chmod(installed, 0o755)
+	}
 	b := &sshBuilder{sshOpts: "-F " + config, key: key, log: &lockedBuffer{}}
 	cmd := exec.Command("unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--kill-child",
-		"sh", "-c", builderStart, "sh", state, map[bool]string{true: "daemon"}[kind == daemonBuilder], map[bool]string{true: nbsBin}[kind == nbsBuilder], restrict)
+		"sh", "-c", builderStart, "sh", state, map[bool]string{true: "daemon"}[kind == daemonBuilder], installed, restrict)
 	cmd.Stdout, cmd.Stderr = b.log, b.log
 	if err := cmd.Start(); err != nil {
 		missing(t, "start the builder's sshd: %v", err)
@@ -677,6 +697,59 @@ func TestRemoteReplay(t *testing.T) {
 				t.Errorf("replay --remote --break: status %d, stdout %q\nstderr: %s", res.code, res.stdout, res.stderr)
 			}
 			b.checkClean(t)
+			if proto != "ssh" {
+				return
+			}
+
+			// SIGTERM while CMD runs at the stop on the builder: nbs
+			// exits 128+15, nothing is left there.
+			cmd := exec.Command(nbsBin, "replay", "--remote", uri, "--run", "echo started; sleep 600", drv)
+			cmd.Dir = t.TempDir()
+			cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent", "NIX_SSHOPTS=" + b.sshOpts}
+			var stdout, stderr lockedBuffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			eventually(func() bool { return strings.Contains(stdout.String(), "started") })
+			cmd.Process.Signal(syscall.SIGTERM)
+			if code := waitExit(t, cmd, hang); code != 128+int(syscall.SIGTERM) {
+				t.Errorf("SIGTERM: status %d, want %d\nstdout: %s\nstderr: %s", code, 128+int(syscall.SIGTERM), stdout.String(), stderr.String())
+			}
+			b.checkClean(t)
+
+			// A builder that lacks the inputs (an empty store: it never
+			// built this) says which, in one line.
+			empty := startBuilder(t, plainBuilder)
+			res = empty.run(t, "replay", "--remote", uri, "--run", "true", drv)
+			if res.code == 0 || !regexp.MustCompile(`(?m)\Anbs: nbs-replay-stdenv-fail: \d+ of the build's inputs are not on this builder \(\S+\): /nix/store/\S+.*; build it on this builder again`).MatchString(res.stderr) || strings.Count(res.stderr, "\n") != 1 {
+				t.Errorf("replay on a builder without the inputs: status %d\nstderr: %s", res.code, res.stderr)
+			}
+			empty.checkClean(t)
+
+			// Bad builders: one line each, nothing left.
+			for _, c := range []struct{ uri, want string }{
+				{"unix:///nix/var/nix/daemon-socket/socket", "not an ssh:// or ssh-ng:// builder"},
+				{"ssh://127.0.0.1:1", "Connection refused; check that 'ssh -p 1 127.0.0.1' works"},
+			} {
+				res := b.run(t, "replay", "--remote", c.uri, "--run", "true", drv)
+				if res.code == 0 || !strings.Contains(res.stderr, c.want) || strings.Count(res.stderr, "\n") != 1 {
+					t.Errorf("replay --remote %s: status %d, want one line with %q\nstderr: %s", c.uri, res.code, c.want, res.stderr)
+				}
+				assertCleanTmp(t, res)
+			}
 		})
 	}
+}
+
+// TestRemoteReplayOldNBS: an installed nbs from before replay --remote
+// is not used for a replay; a copy of this one is.
+func TestRemoteReplayOldNBS(t *testing.T) {
+	b := startBuilder(t, oldNBSBuilder)
+	res := b.run(t, "build", "--debug", "--replay", "--run", `echo "[$phaseLocal]"; exit 3`, "--max-jobs", "0", "--builders", "ssh://"+builderAlias+" x86_64-linux",
+		replayNix(t), "-A", "stdenv", "--argstr", "nonce", nonce(t))
+	if res.code != 3 || !strings.HasSuffix(res.stdout, "[not-exported]\n") || !strings.Contains(res.stderr, "copying nbs to the builder") || strings.Contains(res.stderr, "the old nbs ran") {
+		t.Errorf("status %d, stdout %q\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	b.checkClean(t)
 }

@@ -35,6 +35,19 @@ func TestEnterFailedRemoteUnknownBuilder(t *testing.T) {
 	}
 }
 
+// TestReplayFailedRemoteUnknownBuilder: nbs build --replay does not
+// connect to a builder the log names but the build was not given, and
+// says how to replay it there by hand.
+func TestReplayFailedRemoteUnknownBuilder(t *testing.T) {
+	f := &Factory{}
+	bs := []wrapper.Builder{{URI: "ssh://known"}}
+	err := replayFailedRemote(context.Background(), f, wrapper.Failure{Drv: "/nix/store/x-evil.drv", Builder: "ssh://evil"}, bs, &ReplayOptions{f: f, Run: "true"})
+	var he *hintError
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), "not one of this build's builders") || !strings.Contains(he.hint, "replay it there with: nbs replay --remote ssh://evil /nix/store/x-evil.drv") {
+		t.Errorf("err = %v; want a refusal to connect and the command", err)
+	}
+}
+
 // TestRemoteUsage: flags that work on this machine only are refused with
 // --remote before anything connects, and a missing DIR says so.
 func TestRemoteUsage(t *testing.T) {
@@ -46,6 +59,9 @@ func TestRemoteUsage(t *testing.T) {
 		{[]string{"shell", "--remote", "ssh://h.invalid", "--last"}, "--last finds kept directories on this machine"},
 		{[]string{"shell", "--remote", "ssh://h.invalid", "--with", "gdb", "/tmp/d"}, "--with adds this machine's store paths"},
 		{[]string{"shell", "--remote", "daemon", "/tmp/d"}, "not an ssh:// or ssh-ng:// builder"},
+		{[]string{"replay", "--remote", "daemon", "/nix/store/x-y.drv"}, "not an ssh:// or ssh-ng:// builder"},
+		{[]string{"replay", "--remote", "ssh://h.invalid", "--shipped", "/tmp/f", "/nix/store/x-y.drv"}, "give one of them"},
+		{[]string{"replay", "--remote", "ssh://h.invalid", "/tmp/somewhere"}, "names no derivation; give the .drv"},
 	} {
 		_, stderr, code := cliRun(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(stderr, "\n") != 1 {

@@ -22,7 +22,12 @@ func CheckShipped(file, drv string) error {
 		return fmt.Errorf("%s: the derivation sent for %s still has input derivations, which this machine does not have", file, nix.DrvName(drv))
 	}
 	var missing []string
+	seen := map[string]bool{}
 	for _, p := range append(append([]string{}, d.InputSrcs...), d.Builder) {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
 		if _, err := os.Lstat(p); err != nil {
 			missing = append(missing, p)
 		}
