@@ -753,3 +753,45 @@ func TestRemoteReplayOldNBS(t *testing.T) {
 	}
 	b.checkClean(t)
 }
+
+// TestRemoteReplayInteractive: nbs build --replay on a terminal, the
+// build failing on the builder: the interactive shell at the stop runs
+// there, with the failing phase's state; Ctrl-C reaches its command;
+// nbs exits with nix-build's status.
+func TestRemoteReplayInteractive(t *testing.T) {
+	b := startBuilder(t, plainBuilder)
+	tm := newTerm(t)
+	tmp := t.TempDir()
+	cmd := exec.Command(nbsBin, "build", "--replay", "--max-jobs", "0", "--builders", "ssh://"+builderAlias+" x86_64-linux",
+		replayNix(t), "-A", "stdenv", "--argstr", "nonce", nonce(t))
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=/nonexistent", "TERM=xterm", "NO_COLOR=1", "NIX_SSHOPTS=" + b.sshOpts}
+	done := tm.start(t, cmd)
+	defer cmd.Process.Kill()
+
+	tm.expect(t, "replaying it on that builder over ssh")
+	tm.expect(t, "nbs: the replay failed in buildPhase (exit 1) at: false")
+	tm.expect(t, "[nbs replay nbs-replay-stdenv-fail] /build/src/deep $ ")
+	tm.send(`echo "<$phaseLocal $LATE_EXPORT $curPhase>"; phaseFn; tty` + "\r")
+	tm.expect(t, "<not-exported late buildPhase>")
+	tm.expect(t, "phaseFn here")
+	tm.expect(t, "/dev/pts/0")
+	tm.send("sleep 98\r")
+	waitRunning(t, b.pid, "sleep 98")
+	tm.send("\x03")
+	tm.send("echo after-int $?\r")
+	tm.expect(t, "after-int 130")
+	tm.send("exit 3\r")
+	select {
+	case code := <-done:
+		if code != 1 {
+			t.Errorf("nbs exited %d, want nix-build's 1", code)
+		}
+	case <-time.After(hang):
+		t.Fatal("nbs did not exit after the remote shell did")
+	}
+	b.checkClean(t)
+	if e := tmpEntries(tmp); len(e) > 0 {
+		t.Errorf("TMPDIR not cleaned: %v", e)
+	}
+}
