@@ -698,6 +698,20 @@ func TestRemoteReplay(t *testing.T) {
 			}
 			b.checkClean(t)
 			if proto != "ssh" {
+				// Without a terminal or --run, nbs prints the command,
+				// which works as printed: with the key of the builder
+				// line, which the URI alone would not have.
+				res := b.run(t, "build", "--replay", "--max-jobs", "0", "--builders", "ssh-ng://"+builderAliasNoKey+" x86_64-linux "+b.key,
+					replayNix(t), "-A", "stdenv", "--argstr", "nonce", nonce(t)+"printed")
+				m := regexp.MustCompile(`(?m)^nbs: nbs-replay-stdenv-fail failed on ssh-ng://` + builderAliasNoKey + ` \(builder exit 1\); replay it with: nbs (replay --remote \S+ /nix/store/\S+\.drv)$`).FindStringSubmatch(res.stderr)
+				if res.code != 1 || m == nil {
+					t.Fatalf("--replay without a terminal: status %d\nstderr: %s", res.code, res.stderr)
+				}
+				code, stdout, stderr := b.runPrinted(m[1], "exit 6")
+				if code != 6 || !strings.Contains(stdout, "Running phase: buildPhase") || !strings.Contains(stderr, "nbs: the replay failed in buildPhase (exit 1) at: false") {
+					t.Errorf("%s: status %d, stdout %q\nstderr: %s", m[1], code, stdout, stderr)
+				}
+				b.checkClean(t)
 				return
 			}
 
