@@ -223,6 +223,7 @@ func replayFailedRemote(ctx context.Context, f *Factory, fl wrapper.Failure, bui
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(f.Stderr, "nbs: %s failed on %s%s; replaying it on that builder over ssh\n", nix.DrvName(fl.Drv), builderFor(fl.Builder, builders).URI, exitText(fl.ExitCode))
 	return replayRemote(ctx, f, t, fl.Drv, fl.ExitCode, opts)
 }
 

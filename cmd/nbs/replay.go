@@ -259,7 +259,6 @@ func replayBuildFailure(ctx context.Context, f *Factory, failures []wrapper.Fail
 	ropts := &ReplayOptions{f: f, Run: opts.Run, Break: opts.Break}
 	var err error
 	if first.Builder != "" {
-		fmt.Fprintf(f.Stderr, "nbs: %s failed on %s%s; replaying it on that builder over ssh\n", nix.DrvName(first.Drv), builderFor(first.Builder, builders).URI, exitText(first.ExitCode))
 		err = replayFailedRemote(ctx, f, first, builders, ropts)
 	} else {
 		err = replayFailure(ctx, f, first.Drv, first.ExitCode, ropts)
