@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +31,10 @@ type BuildEnvOptions struct {
 	// References gives a store path's references, for
 	// exportReferencesGraph; nil makes such a derivation an error.
 	References func(path string) ([]string, error)
+	// PathInfos gives the path infos of the closure of some store
+	// paths, for exportReferencesGraph under structured attrs; nil
+	// makes such a derivation an error.
+	PathInfos func(roots []string) ([]PathInfo, error)
 }
 
 // BuildFile is a file Nix writes into the build directory before the
@@ -118,7 +123,7 @@ func NewBuildEnv(d *Derivation, o BuildEnvOptions) (*BuildEnv, error) {
 		}
 		files = append(files, erg...)
 	} else {
-		fs, err := structuredAttrsFiles(d, raw, rewrite)
+		fs, err := structuredAttrsFiles(d, raw, rewrite, o)
 		if err != nil {
 			return nil, err
 		}
@@ -269,12 +274,127 @@ func exportReferencesGraph(attr string, o BuildEnvOptions) ([]BuildFile, error) 
 	return files, nil
 }
 
+// structuredGraph is the value of the attribute name of an
+// exportReferencesGraph under structured attrs: the closure of the
+// store paths v names (a string or a list of them), each path's info
+// as a JSON object (ParsedDerivation::prepareStructuredAttrs and
+// Store::pathInfoToJSON(…, false, true) in src/libstore/
+// parsed-derivations.cc and store-api.cc up to 2.18; pathInfoToJSON in
+// parsed-derivations.cc from 2.19): path, narHash in nix-base32,
+// narSize, references, ca when content-addressed, closureSize, and
+// from 2.15 "valid": true.
+func structuredGraph(name string, v any, o BuildEnvOptions) ([]any, error) {
+	var roots []string
+	add := func(e any) error {
+		p, ok := e.(string)
+		if !ok {
+			return fmt.Errorf("exportReferencesGraph.%s: %v is not a store path", name, e)
+		}
+		if !strings.HasPrefix(p, o.StoreDir+"/") {
+			return fmt.Errorf("exportReferencesGraph.%s: %q is not in the Nix store", name, p)
+		}
+		roots = append(roots, StorePathOf(p))
+		return nil
+	}
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			if err := add(e); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		if err := add(v); err != nil {
+			return nil, err
+		}
+	}
+	if len(roots) == 0 {
+		return []any{}, nil
+	}
+	if o.PathInfos == nil {
+		return nil, fmt.Errorf("exportReferencesGraph: no way to ask the store for path infos")
+	}
+	infos, err := o.PathInfos(roots)
+	if err != nil {
+		return nil, fmt.Errorf("exportReferencesGraph.%s: %w", name, err)
+	}
+	byPath := make(map[string]*PathInfo, len(infos))
+	for i := range infos {
+		byPath[infos[i].Path] = &infos[i]
+	}
+	// The closure of the roots, in the store's order (sorted).
+	closure := map[string]bool{}
+	todo := slices.Clone(roots)
+	for len(todo) > 0 {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if closure[p] {
+			continue
+		}
+		info, ok := byPath[p]
+		if !ok {
+			return nil, fmt.Errorf("exportReferencesGraph.%s: no path info of %s", name, p)
+		}
+		closure[p] = true
+		todo = append(todo, info.References...)
+	}
+	paths := make([]string, 0, len(closure))
+	for p := range closure {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	graph := make([]any, 0, len(paths))
+	for _, p := range paths {
+		info := byPath[p]
+		refs := make([]any, len(info.References))
+		for i, r := range info.References {
+			refs[i] = r
+		}
+		obj := map[string]any{
+			"path":        p,
+			"narHash":     info.NarHash,
+			"narSize":     info.NarSize,
+			"references":  refs,
+			"closureSize": closureSize(p, byPath),
+		}
+		if info.CA != "" {
+			obj["ca"] = info.CA
+		}
+		if o.Version.AtLeast(2, 15, 0) {
+			obj["valid"] = true
+		}
+		graph = append(graph, obj)
+	}
+	return graph, nil
+}
+
+// closureSize is the sum of the NAR sizes of the closure of p
+// (Store::getClosureSize).
+func closureSize(p string, byPath map[string]*PathInfo) uint64 {
+	seen := map[string]bool{}
+	var sum uint64
+	todo := []string{p}
+	for len(todo) > 0 {
+		q := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[q] {
+			continue
+		}
+		seen[q] = true
+		if info, ok := byPath[q]; ok {
+			sum += info.NarSize
+			todo = append(todo, info.References...)
+		}
+	}
+	return sum
+}
+
 var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // structuredAttrsFiles are .attrs.json (the attributes plus "outputs")
 // and .attrs.sh (the attributes bash can represent), as Nix's
 // writeStructuredAttrs writes them.
-func structuredAttrsFiles(d *Derivation, raw string, rewrite func(string) string) ([]BuildFile, error) {
+func structuredAttrsFiles(d *Derivation, raw string, rewrite func(string) string, o BuildEnvOptions) ([]BuildFile, error) {
 	dec := json.NewDecoder(strings.NewReader(raw))
 	dec.UseNumber()
 	var attrs map[string]any
@@ -286,8 +406,14 @@ func structuredAttrsFiles(d *Derivation, raw string, rewrite func(string) string
 		outputs[o.Name] = rewrite(HashPlaceholder(o.Name))
 	}
 	attrs["outputs"] = outputs
-	if _, ok := attrs["exportReferencesGraph"].(map[string]any); ok {
-		return nil, fmt.Errorf("structured attrs with exportReferencesGraph are not supported by nbs yet")
+	if erg, ok := attrs["exportReferencesGraph"].(map[string]any); ok {
+		for name, v := range erg {
+			graph, err := structuredGraph(name, v, o)
+			if err != nil {
+				return nil, err
+			}
+			attrs[name] = graph
+		}
 	}
 	js, err := dumpJSON(attrs)
 	if err != nil {

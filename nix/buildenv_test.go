@@ -179,3 +179,53 @@ func FuzzNewBuildEnv(f *testing.F) {
 		NewBuildEnv(d, opts)
 	})
 }
+
+func TestStructuredExportReferencesGraph(t *testing.T) {
+	d := testDrv()
+	a, bb := "/nix/store/22222222222222222222222222222222-a", "/nix/store/33333333333333333333333333333333-b"
+	d.Env = map[string]string{"__json": `{"name":"x","exportReferencesGraph":{"g":["` + a + `/bin/x"],"h":"` + bb + `"}}`}
+	infos := []PathInfo{
+		{Path: a, NarHash: "sha256:1lf969yddshzhld7sr1vbagr07bnygg99lgl6gk5kxcnp4z9wbcq", NarSize: 10, References: []string{a, bb}},
+		{Path: bb, NarHash: "sha256:0000000000000000000000000000000000000000000000000000", NarSize: 5, CA: "fixed:r:sha256:xyz"},
+	}
+	var asked [][]string
+	for _, c := range []struct {
+		v     Version
+		valid string
+	}{{Version{2, 8, 0}, ""}, {Version{2, 15, 0}, `,"valid":true`}} {
+		b, err := NewBuildEnv(d, BuildEnvOptions{Version: c.v, PathInfos: func(roots []string) ([]PathInfo, error) {
+			asked = append(asked, roots)
+			return infos, nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := map[string]string{}
+		for _, f := range b.Files {
+			files[f.Name] = string(f.Data)
+		}
+		objA := `{"closureSize":15,"narHash":"sha256:1lf969yddshzhld7sr1vbagr07bnygg99lgl6gk5kxcnp4z9wbcq","narSize":10,"path":"` + a + `","references":["` + a + `","` + bb + `"]` + c.valid + `}`
+		objB := `{"ca":"fixed:r:sha256:xyz","closureSize":5,"narHash":"sha256:0000000000000000000000000000000000000000000000000000","narSize":5,"path":"` + bb + `","references":[]` + c.valid + `}`
+		want := `{"exportReferencesGraph":{"g":["` + a + `/bin/x"],"h":"` + bb + `"},"g":[` + objA + `,` + objB + `],"h":[` + objB + `],"name":"x","outputs":{"out":"/nix/store/00000000000000000000000000000000-x"}}`
+		if files[".attrs.json"] != want {
+			t.Errorf("%v: .attrs.json =\n%s\nwant\n%s", c.v, files[".attrs.json"], want)
+		}
+		// The graphs are lists of objects, which .attrs.sh cannot hold.
+		if strings.Contains(files[".attrs.sh"], "declare -a g") || strings.Contains(files[".attrs.sh"], "closureSize") {
+			t.Errorf(".attrs.sh holds the graph:\n%s", files[".attrs.sh"])
+		}
+	}
+	if len(asked) != 4 {
+		t.Errorf("asked for %v", asked)
+	}
+	for _, bad := range []string{`{"exportReferencesGraph":{"g":["/etc"]}}`, `{"exportReferencesGraph":{"g":[1]}}`} {
+		d.Env["__json"] = bad
+		if _, err := NewBuildEnv(d, BuildEnvOptions{PathInfos: func([]string) ([]PathInfo, error) { return infos, nil }}); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+	d.Env["__json"] = `{"exportReferencesGraph":{"g":["` + a + `"]}}`
+	if _, err := NewBuildEnv(d, BuildEnvOptions{PathInfos: func([]string) ([]PathInfo, error) { return infos[1:], nil }}); err == nil {
+		t.Error("a closure Nix did not describe: no error")
+	}
+}

@@ -377,13 +377,14 @@ func TestReplaySignals(t *testing.T) {
 
 // TestReplayBuildEnv: what Nix hands the builder — environment,
 // passAsFile file, exportReferencesGraph file, .attrs.json and
-// .attrs.sh — is byte for byte what a replay hands it. Nix before
+// .attrs.sh, with structured attrs also holding exportReferencesGraph's
+// path infos — is byte for byte what a replay hands it. Nix before
 // 2.13.4 (and 2.14) points NIX_ATTRS_*_FILE at its host directory, which
 // does not exist in the sandbox; the replay has /build there.
 func TestReplayBuildEnv(t *testing.T) {
 	requireUserNS(t)
 	u := unprivileged(t)
-	for _, attr := range []string{"envDump", "structured"} {
+	for _, attr := range []string{"envDump", "structured", "structuredGraph"} {
 		t.Run(attr, func(t *testing.T) {
 			drv, kept, _ := nixBuildReplay(t, attr, true)
 			entries, err := os.ReadDir(kept)
@@ -411,7 +412,7 @@ func TestReplayBuildEnv(t *testing.T) {
 				t.Errorf("the replay's /build holds %s; Nix's %s", listing, strings.Join(names, " "))
 			}
 			want := nixOut.String()
-			if attr == "structured" {
+			if attr != "envDump" {
 				hostDir := regexp.MustCompile(`(NIX_ATTRS_(JSON|SH)_FILE=")` + regexp.QuoteMeta(kept))
 				want = hostDir.ReplaceAllString(want, "${1}/build")
 			}

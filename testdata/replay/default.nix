@@ -156,4 +156,15 @@ in
     selfRef = builtins.placeholder "out";
     args = [ "-c" dumpScript ];
   };
+  # exportReferencesGraph under structured attrs: path infos in
+  # .attrs.json (sh is content-addressed: builtins.path).
+  structuredGraph = derivation {
+    name = "nbs-replay-structured-graph";
+    inherit system nonce;
+    builder = sh;
+    __structuredAttrs = true;
+    PATH = "${tools}/bin";
+    exportReferencesGraph = { graph = [ tools ]; shGraph = sh; };
+    args = [ "-c" dumpScript ];
+  };
 }
