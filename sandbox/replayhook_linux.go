@@ -35,7 +35,8 @@ import (
 // process, exiting with its status, or execs an interactive bash whose
 // rc file (a pipe from a subshell of the same process) restores the
 // state: every variable (exported or not, locals included), every
-// function, shopt and set options (errexit and nounset stay off in the
+// function, the positional parameters ($0, $#, $@ of the failing
+// function or script), shopt and set options (errexit and nounset stay off in the
 // interactive shell, and it says so), traps and the directory. A builder
 // that exits non-zero without errexit (an explicit exit N) stops in the
 // EXIT trap as long as the build has not replaced it.
@@ -94,7 +95,7 @@ func bashHook(c hookConfig) string {
 		// defined runPhase: a line at its top stops before the phase.
 		wrap := `if __nbs_runPhase=$(declare -f runPhase); then ` +
 			`__nbs_break() { ` + stopCode(c, "break") + `; }; ` +
-			`eval "runPhase () { [[ \${1-} != ` + shquote.Quote(c.breakPhase) + ` ]] || __nbs_break \"\$1\"; ${__nbs_runPhase#*\{}"; ` +
+			`eval "runPhase () { [[ \${1-} != ` + shquote.Quote(c.breakPhase) + ` ]] || __nbs_break \"\$@\"; ${__nbs_runPhase#*\{}"; ` +
 			`fi; trap - DEBUG`
 		h.WriteString("trap -- " + shquote.Quote(`case $BASH_COMMAND in genericBuild*) `+wrap+` ;; esac`) + " DEBUG\n")
 	}
@@ -107,7 +108,9 @@ func bashHook(c hookConfig) string {
 
 // stopCode is the shell code that runs at the stop; kind is "failed"
 // (in the ERR trap, $? the failing status), "exit" (in the EXIT trap)
-// or "break" (in __nbs_break, $1 the phase).
+// or "break" (in __nbs_break, called with runPhase's arguments, $1 the
+// phase). The traps run with the positional parameters of the failing
+// function, which --run's script and the interactive shell get.
 func stopCode(c hookConfig, kind string) string {
 	var s strings.Builder
 	switch kind {
@@ -171,6 +174,11 @@ func dumpCode(c hookConfig) string {
 	d.WriteString(`set +o | while read -r __nbs_l; do case $__nbs_l in *' errexit'|*' nounset'|*' errtrace'|*' emacs'|*' vi'|*' history'|*' monitor'|*' interactive-comments') ;; *) printf '%s\n' "$__nbs_l";; esac; done; `)
 	d.WriteString(`printf '%s' "$__nbs_traps"; `)
 	d.WriteString(`printf 'cd -- %q\n' "$PWD"; `)
+	// The positional parameters of the failing function (or of the
+	// builder's script): the trap runs with them; $0 through
+	// BASH_ARGV0 (bash 5; before it, $0 stays the shell's).
+	d.WriteString(`printf 'set --'; printf ' %q' "$@"; printf '\n'; `)
+	d.WriteString(`(( BASH_VERSINFO[0] < 5 )) || printf 'BASH_ARGV0=%q\n' "$0"; `)
 	d.WriteString(`printf 'PS1=%q\n' ` + shquote.Quote(prompt) + `; `)
 	d.WriteString(`case $- in *e*) printf '%s\n' "echo 'nbs: the build ran with errexit (set -e), which is off here so that a failing command does not end the shell' >&2";; esac; `)
 	d.WriteString(`printf '%s\n' "echo 'nbs: this is the build'\\''s shell as it stopped: its variables, functions, options, traps and directory' >&2"`)

@@ -190,6 +190,42 @@ func TestReplayNotStdenv(t *testing.T) {
 	assertCleanTmp(t, r)
 }
 
+// TestReplayPositional: $0, $# and $@ at the stop are the failing
+// function's (or, at the top level, the builder script's), in --run's
+// script and in the interactive shell.
+func TestReplayPositional(t *testing.T) {
+	requireUserNS(t)
+	u := unprivileged(t)
+	show := `echo "<${0#*-} $# [$1] [$2]>"`
+	for _, c := range []struct{ attr, want string }{
+		{"fnArgs", "<args.sh 2 [two three] [one x]>"},
+		{"topArgs", "<args.sh 2 [top] [level args]>"},
+	} {
+		drv, _, _ := nixBuildReplay(t, c.attr, true)
+		r := runNBS(t, u, nil, "replay", "--run", show, drv)
+		if r.code != 0 || r.stdout != c.want+"\n" {
+			t.Errorf("%s: status %d, stdout %q, want %q; stderr:\n%s", c.attr, r.code, r.stdout, c.want, r.stderr)
+		}
+		assertCleanTmp(t, r)
+		if c.attr != "fnArgs" {
+			continue
+		}
+		tm := newTerm(t)
+		_, done := onTerm(t, tm, []string{"TMPDIR=" + privateTmp(t)}, "replay", drv)
+		tm.expect(t, "[nbs replay nbs-replay-fn-args] /build $ ")
+		tm.send(show + "; exit 4\r")
+		tm.expect(t, c.want)
+		select {
+		case code := <-done:
+			if code != 4 {
+				t.Errorf("nbs exited %d, want the shell's 4", code)
+			}
+		case <-time.After(hang):
+			t.Fatal("nbs did not exit")
+		}
+	}
+}
+
 // TestReplayInteractive: at the stop, an interactive shell on the
 // terminal with the stopped shell's state, and nbs exits with its
 // status.
@@ -200,8 +236,8 @@ func TestReplayInteractive(t *testing.T) {
 	_, done := onTerm(t, tm, []string{"TMPDIR=" + privateTmp(t)}, "replay", drv)
 	tm.expect(t, "nbs: the replay failed in buildPhase (exit 1) at: false")
 	tm.expect(t, "[nbs replay nbs-replay-stdenv-fail] /build/src/deep $ ")
-	tm.send(`echo "<$phaseLocal $LATE_EXPORT $curPhase>"; phaseFn; trap -p EXIT; tty` + "\r")
-	tm.expect(t, "<not-exported late buildPhase>")
+	tm.send(`echo "<$phaseLocal $LATE_EXPORT $curPhase $# $1 ${0#*-}>"; phaseFn; trap -p EXIT; tty` + "\r")
+	tm.expect(t, "<not-exported late buildPhase 1 buildPhase default-builder.sh>")
 	tm.expect(t, "phaseFn here")
 	tm.expect(t, "trap -- 'exitHandler' EXIT")
 	tm.expect(t, "/dev/pts/0")

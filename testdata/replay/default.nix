@@ -73,6 +73,17 @@ let
       configureLocal=c
     '';
   } // attrs);
+  argsScript = builtins.toFile "args.sh" ''
+    inner() { false; }
+    outer() { inner "$2" "$1 x"; }
+    [ -z "$atTop" ] || false
+    outer one "two three"
+  '';
+  mkArgs = name: atTop: derivation {
+    inherit name system nonce atTop;
+    builder = sh;
+    args = [ "-e" argsScript "top" "level args" ];
+  };
 in
 {
   # Fails in buildPhase after setting a variable it does not export,
@@ -113,6 +124,12 @@ in
       exit 6
     '' ];
   };
+
+  # Positional parameters at the stop: a builder script called with
+  # arguments fails inside a function called with others (fnArgs), or at
+  # its top level (topArgs).
+  fnArgs = mkArgs "nbs-replay-fn-args" "";
+  topArgs = mkArgs "nbs-replay-top-args" "1";
 
   # Not bash at all: busybox sh (argv[0] is what busybox goes by, and
   # Nix gives the builder the base name of its path).
