@@ -378,3 +378,17 @@ func TestParseAge(t *testing.T) {
 		t.Errorf("gc --keep -1: status %d, %s", code, stderr)
 	}
 }
+
+func TestOriginalRan(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		300 * time.Millisecond:           "the original ran under a second",
+		time.Second:                      "the original ran 1s",
+		4*time.Minute + 12*time.Second:   "the original ran 4m12s",
+		2*time.Hour + 5*time.Minute + 59: "the original ran 2h05m",
+		72 * time.Hour:                   "the original ran 3d",
+	} {
+		if got := originalRan(d); got != want {
+			t.Errorf("originalRan(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

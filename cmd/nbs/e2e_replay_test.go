@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,18 +34,20 @@ func replayNix(t *testing.T) string {
 
 var failedDrvRE = regexp.MustCompile(`(?:builder for|Cannot build) ['"](/nix/store/[^'"]+\.drv)['"]`)
 
-// nixBuildReplay builds attr of testdata/replay with a fresh nonce. When
+// nixBuildReplay builds attr of testdata/replay with a fresh nonce (and
+// the nix-build arguments extra, such as --argstr delay 2). When
 // fail, it must fail; it returns the derivation, the kept directory ("")
 // and how long nix-build took.
-func nixBuildReplay(t *testing.T, attr string, fail bool) (drv, kept string, took time.Duration) {
+func nixBuildReplay(t *testing.T, attr string, fail bool, extra ...string) (drv, kept string, took time.Duration) {
 	t.Helper()
 	requireNix(t)
 	nonce := fmt.Sprintf("%s-%d-%d", t.Name(), time.Now().UnixNano(), nonceCounter.Add(1))
-	args := []string{"--no-out-link", replayNix(t), "-A", attr, "--argstr", "nonce", nonce}
+	which := append([]string{replayNix(t), "-A", attr, "--argstr", "nonce", nonce}, extra...)
+	args := append([]string{"--no-out-link"}, which...)
 	if fail {
 		args = append(args, "--keep-failed")
 	}
-	inst, err := exec.Command("nix-instantiate", replayNix(t), "-A", attr, "--argstr", "nonce", nonce).Output()
+	inst, err := exec.Command("nix-instantiate", which...).Output()
 	if err != nil {
 		t.Fatalf("nix-instantiate -A %s: %v", attr, err)
 	}
@@ -82,7 +85,8 @@ func nixBuildReplay(t *testing.T, attr string, fail bool) (drv, kept string, too
 func TestReplayStdenv(t *testing.T) {
 	requireUserNS(t)
 	u := unprivileged(t)
-	drv, kept, _ := nixBuildReplay(t, "stdenv", true)
+	// The build takes two seconds or more, which the offer tells.
+	drv, kept, took := nixBuildReplay(t, "stdenv", true, "--argstr", "delay", "2")
 	if kept == "" {
 		t.Fatal("nix-build kept no directory")
 	}
@@ -98,8 +102,11 @@ func TestReplayStdenv(t *testing.T) {
 	}
 	if r := runNBS(t, u, nil, "shell", kept, "true"); r.code == 0 || !strings.Contains(r.stderr, "0600") {
 		t.Fatalf("nbs shell on the 0600 env-vars: status %d, stderr %q; the test relies on it being unreadable", r.code, r.stderr)
-	} else if !strings.Contains(r.stderr, "without sudo, run the build again as you and stop at its failure: "+offer) {
-		t.Errorf("nbs shell on the 0600 env-vars does not offer nbs replay: %q", r.stderr)
+	} else if m := regexp.MustCompile(`without sudo, run the build again as you and stop at its failure \(the original ran ((\d+)s)\): ` + regexp.QuoteMeta(offer)).FindStringSubmatch(r.stderr); m == nil {
+		t.Errorf("nbs shell on the 0600 env-vars does not offer nbs replay with the original's time: %q", r.stderr)
+	} else if n, _ := strconv.Atoi(m[2]); n < 2 || time.Duration(n)*time.Second > took+time.Second {
+		// The build ran inside nix-build's time.
+		t.Errorf("the original ran %s, longer than nix-build's %v", m[1], took)
 	}
 	script := `echo "[$phaseLocal] [$LATE_EXPORT] [$EARLY_EXPORT] [$configureLocal] $PWD $curPhase"; phaseFn; [[ $- == *e* ]] && echo errexit-on; shopt -q nullglob && echo nullglob-on; trap -p EXIT; exit 42`
 	for _, target := range targets {

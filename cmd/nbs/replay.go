@@ -222,7 +222,9 @@ func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *
 }
 
 // unreadableHint is what to do about a kept directory whose env-vars
-// only the build user may read: sudo, or a replay of the same request.
+// only the build user may read: sudo, or a replay of the same request,
+// with how long the original build ran when the directory tells
+// (nix.KeptBuildTime).
 func unreadableHint(run, dir string, command []string) string {
 	shell := sudoShell(run, dir, command)
 	replay := "nbs replay" + strings.TrimPrefix(shell, "nbs shell")
@@ -232,8 +234,23 @@ func unreadableHint(run, dir string, command []string) string {
 		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, "DRV", command), "nbs shell") +
 			", DRV being the .drv nix-build's error names (this directory's name does not)"
 	}
+	took := ""
+	if build, err := nix.FindBuildDir(dir); err == nil {
+		if d, ok := nix.KeptBuildTime(build); ok {
+			took = " (" + originalRan(d) + ")"
+		}
+	}
 	return "run it as root, which copies the files and still runs the sandbox as you: sudo " + shell +
-		"; or, without sudo, run the build again as you and stop at its failure: " + replay
+		"; or, without sudo, run the build again as you and stop at its failure" + took + ": " + replay
+}
+
+// originalRan says how long the original build ran, for the offer of a
+// replay (which takes about as long to reach the failure).
+func originalRan(d time.Duration) string {
+	if d < time.Second {
+		return "the original ran under a second"
+	}
+	return "the original ran " + shortDuration(d)
 }
 
 // replayBuildFailure is nbs build --replay: the first failure is

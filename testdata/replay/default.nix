@@ -6,6 +6,8 @@
 { bash ? "/bin/bash-static"
 , busybox ? "/bin/busybox"
 , nonce ? ""
+  # Seconds the stdenv builds sleep in configurePhase.
+, delay ? "0"
 }:
 let
   system = builtins.currentSystem;
@@ -69,6 +71,7 @@ let
     SHELL = "${sh}";
     phases = "configurePhase buildPhase";
     configurePhase = ''
+      sleep ${delay}
       export EARLY_EXPORT=configured
       configureLocal=c
     '';
