@@ -292,3 +292,24 @@ func FirstOption(args []string, names ...string) string {
 	}
 	return ""
 }
+
+// SandboxSetting is the sandbox setting args give the build ("true",
+// "false" or "relaxed"; the last one wins, as in Nix), ok false when they
+// give none: --option sandbox V, and the flags Nix makes of it
+// (BaseSetting<SandboxMode>::convertToArg in src/libstore/globals.cc):
+// --sandbox, --no-sandbox, --relaxed-sandbox.
+func SandboxSetting(program string, args []string) (value string, ok bool) {
+	for _, o := range readArgs(syntaxOf(program), args).Options {
+		switch {
+		case o.Name == "--option" && len(o.Values) == 2 && o.Values[0].Text == "sandbox":
+			value, ok = o.Values[1].Text, true
+		case o.Name == "--sandbox":
+			value, ok = "true", true
+		case o.Name == "--no-sandbox":
+			value, ok = "false", true
+		case o.Name == "--relaxed-sandbox":
+			value, ok = "relaxed", true
+		}
+	}
+	return value, ok
+}

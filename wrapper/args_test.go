@@ -230,3 +230,25 @@ func FuzzReadArgs(f *testing.F) {
 		_ = DefaultProgram(args)
 	})
 }
+
+func TestSandboxSetting(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+		ok   bool
+	}{
+		{[]string{"-A", "x"}, "", false},
+		{[]string{"--option", "sandbox", "false", "-A", "x"}, "false", true},
+		{[]string{"--no-sandbox", "."}, "false", true},
+		{[]string{"--no-sandbox", "--sandbox"}, "true", true},
+		{[]string{"--relaxed-sandbox"}, "relaxed", true},
+		// A value, not an option; after --, a file.
+		{[]string{"-A", "--no-sandbox"}, "", false},
+		{[]string{"--", "--no-sandbox"}, "", false},
+	} {
+		got, ok := SandboxSetting("nix-build", c.args)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%q: %q, %v; want %q, %v", c.args, got, ok, c.want, c.ok)
+		}
+	}
+}
