@@ -19,6 +19,9 @@ type hostFacts struct {
 	// NIX_BUILD_CORES of a replayed builder.
 	version nix.Version
 	cores   int
+	// sandbox is Nix's sandbox setting (true, false, relaxed), for a
+	// replay to run the way the original did.
+	sandbox string
 }
 
 // latest is assumed when no nix can be asked: today's Nix.
@@ -37,6 +40,7 @@ func factsFor(v nix.Version, s nix.Settings) (hostFacts, []error) {
 		shmSize:    s["sandbox-dev-shm-size"],
 		version:    v,
 		cores:      buildCores(v, s),
+		sandbox:    s["sandbox"],
 	}
 	// /etc became 0555 in 2.14 (and in 2.12.1, 2.13.3–2.13.6).
 	if v.AtLeast(2, 14, 0) || v == (nix.Version{Major: 2, Minor: 12, Patch: 1}) ||

@@ -18,6 +18,13 @@ type ReplayConfig struct {
 	// arguments run there. Neither: an interactive shell.
 	Script  string
 	Command []string
+	// KeptDir is the kept build directory of the original, when known:
+	// a readable env-vars says whether it ran in Nix's sandbox.
+	KeptDir string
+	// Sandbox is the sandbox setting the original build ran with, when
+	// its command line gave one ("true", "false", "relaxed"); "" takes
+	// Nix's configured one.
+	Sandbox string
 
 	// Started, when set, is called once the inputs are there and the
 	// sandbox is about to start (for the "replaying" line).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,17 +63,7 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 	}
 	defer u.release()
 	facts := <-factsc
-	env, err := nix.NewBuildEnv(t.drv, nix.BuildEnvOptions{
-		Version:    facts.version,
-		BuildDir:   "/build",
-		Cores:      facts.cores,
-		Getenv:     os.LookupEnv,
-		References: func(p string) ([]string, error) { return nix.References(ctx, p) },
-		PathInfos:  func(roots []string) ([]nix.PathInfo, error) { return nix.PathInfos(ctx, roots) },
-	})
-	if err != nil {
-		return 0, out, fmt.Errorf("%s: %w", c.Drv, err)
-	}
+	host, why := ranWithoutSandbox(c, t.drv, facts.sandbox)
 
 	ws, err := openWorkspace(u, "", log)
 	if err != nil {
@@ -83,16 +74,43 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 			err = fmt.Errorf("remove work directory %s: %w", ws.dir.path, rerr)
 		}
 	}()
+	// In Nix's sandbox the build directory is sandbox-build-dir; a
+	// build without it ran in its host directory (tmpDirInSandbox is
+	// tmpDir in LocalDerivationGoal::startBuilder;
+	// DerivationBuilderImpl::startBuild from 2.29): a fresh one of ours.
+	buildDir := "/build"
+	if host {
+		buildDir = ws.dir.build()
+		log.Warn("the original build ran without Nix's sandbox (" + why + "); so does the replay: the host's file system, network and processes, " +
+			"the build directory at " + buildDir + ", the outputs in a private view of /nix/store")
+	}
+	env, err := nix.NewBuildEnv(t.drv, nix.BuildEnvOptions{
+		Version:    facts.version,
+		BuildDir:   buildDir,
+		Cores:      facts.cores,
+		Getenv:     os.LookupEnv,
+		References: func(p string) ([]string, error) { return nix.References(ctx, p) },
+		PathInfos:  func(roots []string) ([]nix.PathInfo, error) { return nix.PathInfos(ctx, roots) },
+	})
+	if err != nil {
+		return 0, out, fmt.Errorf("%s: %w", c.Drv, err)
+	}
 	if err := ws.writeBuildFiles(env.Files); err != nil {
 		return 0, out, err
 	}
 	ws.storePaths = storeView(ctx, t.drv, nil, buildVars{ev: &nix.EnvVars{}}, mappingSources(facts.extra), nil, log)
+	if host {
+		// The overlay's work directory, beside its upper one (store/).
+		if err := ws.mkdirOwned(ws.dir.work(), 0o700); err != nil {
+			return 0, out, err
+		}
+	}
 
 	report, err := randomName(replayReport)
 	if err != nil {
 		return 0, out, err
 	}
-	s := replaySpec(c, t, env, facts, ws, tty, report, log)
+	s := replaySpec(c, t, env, facts, ws, host, tty, report, log)
 	stdin := c.Stdin
 	if !tty {
 		// Nix's builder reads /dev/null.
@@ -110,6 +128,11 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 		c.Started()
 	}
 	status, err = run(ctx, s, u.ids, nil, stdin, c.Stdout, c.Stderr)
+	if errors.Is(err, errUserNS) {
+		return 0, out, fmt.Errorf("a replay runs the build again in a sandbox of its own, which needs user and mount namespaces "+
+			"(a build that ran with sandbox = false too: its outputs go to a private view of /nix/store, never the host's store); %w "+
+			"(nbs shell enters a kept directory of a sandbox = false build without them)", err)
+	}
 	if err != nil {
 		return 0, out, err
 	}
@@ -131,7 +154,7 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 		return status, out, err
 	}
 	s.Exe = ""
-	s.Argv, s.RC = fallbackCommand(c, sh, t.name)
+	s.Argv, s.RC = fallbackCommand(c, sh, t.name, buildDir)
 	s.Env = env.Env
 	// The first sandbox left its mount points in the root directory.
 	if err := ws.freshRoot(); err != nil {
@@ -281,14 +304,23 @@ func (w *workspace) freshRoot() error {
 }
 
 // replaySpec is the sandbox of the replay: Nix's, with the builder's
-// argv and environment, and for a bash builder the hook on fd 3.
-func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFacts, ws *workspace, tty bool, report string, log *slog.Logger) *spec {
+// argv and environment, and for a bash builder the hook on fd 3. host:
+// the original ran without Nix's sandbox, and so does the replay (see
+// hostReplay).
+func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFacts, ws *workspace, host, tty bool, report string, log *slog.Logger) *spec {
 	s := nixSandbox(ws, facts, "/build", "", t.drv.IsFixedOutput(), tty, log)
+	reportDir, terminal := "/tmp", "/dev/pts/0"
+	if host {
+		hostReplay(s, ws)
+		// The host's /tmp is the build's; the sandbox's devpts is the
+		// host's.
+		reportDir, terminal = ws.dir.tmp(), "/dev/tty"
+	}
 	// As Nix's runChild: argv[0] is the builder's base name.
 	s.Exe = env.Argv[0]
 	s.Argv = append([]string{path.Base(env.Argv[0])}, env.Argv[1:]...)
 	s.Env = env.Env
-	s.Cwd = "/build"
+	s.Cwd, _ = env.Get("NIX_BUILD_TOP")
 	if !t.bash {
 		log.Debug("the builder is not bash: it runs as it is, and a shell enters /build if it fails")
 		return s
@@ -300,8 +332,9 @@ func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFa
 		bash:       t.drv.Builder,
 		name:       t.name,
 		color:      !term.NoColor(),
-		reportDir:  "/tmp",
+		reportDir:  reportDir,
 		reportName: report,
+		terminal:   terminal,
 	}
 	if len(c.Command) > 0 {
 		h.script = shWords(c.Command)
@@ -318,6 +351,83 @@ func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFa
 	s.RC = bashHook(h)
 	log.Debug("bash builder: the hook stops it at its failure", "break", c.Break)
 	return s
+}
+
+// hostReplay makes s the replay of a build that ran without Nix's
+// sandbox (sandbox = false, or relaxed with __noChroot): the host's file
+// system, network, processes and ids, as for nbs shell on such a build
+// (newSpec), the build directory at its host path in the work directory,
+// and /nix/store an overlay of the host's with the work directory's
+// store/ as its upper layer. The outputs are created there, never in the
+// host's store, and go with the work directory. The upper layer's root
+// is ours, so the merged /nix/store is writable (overlayfs takes a
+// directory's attributes from its upper layer); overlayfs in a user
+// namespace needs Linux 5.11 (userxattr).
+func hostReplay(s *spec, ws *workspace) {
+	s.Root = "/"
+	s.Mounts = []Op{{Kind: OpMount, FSType: "overlay", Target: nix.StoreDir,
+		Data: "lowerdir=" + nix.StoreDir + ",upperdir=" + ws.dir.store() + ",workdir=" + ws.dir.work() + ",userxattr"},
+		// The store's own mode (root:nixbld 01775 on the host).
+		{Kind: OpChmod, Target: nix.StoreDir, Mode: 0o1775}}
+	s.View = nil
+	s.Unsandboxed = true
+	s.HostNetwork = true
+	s.Hostname, s.Domainname = "", ""
+}
+
+// ranWithoutSandbox says whether the original build of d ran without
+// Nix's sandbox, and how nbs knows: the kept directory's env-vars when
+// it can be read (NIX_BUILD_TOP is then the host directory), else the
+// sandbox setting of the build's command line or of Nix. Nix uses its
+// sandbox when sandbox is true, or relaxed and the derivation has no
+// __noChroot (LocalDerivationGoal::startBuilder, 2.8;
+// DerivationBuilderImpl from 2.29).
+func ranWithoutSandbox(c ReplayConfig, d *nix.Derivation, setting string) (bool, string) {
+	if c.KeptDir != "" {
+		if dir, err := nix.FindBuildDir(c.KeptDir); err == nil {
+			if ev, err := nix.ReadEnvVars(filepath.Join(dir, "env-vars")); err == nil {
+				if top, ok := ev.Get("NIX_BUILD_TOP"); ok && top != "" {
+					return ranUnsandboxed(top, dir), "its env-vars has NIX_BUILD_TOP=" + top
+				}
+			}
+		}
+	}
+	from := "sandbox = "
+	if c.Sandbox != "" {
+		setting, from = c.Sandbox, "its command line gives sandbox = "
+	}
+	switch setting {
+	case "false":
+		return true, from + setting
+	case "relaxed":
+		if noChroot(d) {
+			return true, from + setting + " and the derivation sets __noChroot"
+		}
+	}
+	return false, ""
+}
+
+// noChroot: the derivation's __noChroot attribute is true (a Boolean
+// under structured attrs, "1" otherwise).
+func noChroot(d *nix.Derivation) bool {
+	if raw, ok := d.Env["__json"]; ok {
+		var attrs struct {
+			NoChroot bool `json:"__noChroot"`
+		}
+		return json.Unmarshal([]byte(raw), &attrs) == nil && attrs.NoChroot
+	}
+	return d.Env["__noChroot"] == "1"
+}
+
+// mkdirOwned creates directory p with mode, owned by the sandbox user.
+func (w *workspace) mkdirOwned(p string, mode os.FileMode) error {
+	if err := os.Mkdir(p, mode); err != nil {
+		return fmt.Errorf("create %s: %w", p, err)
+	}
+	if w.chown != nil {
+		return os.Lchown(p, w.chown.UID, w.chown.GID)
+	}
+	return nil
 }
 
 // shWords quotes a command and its arguments as one line of shell code.
@@ -389,7 +499,7 @@ func replayShell(t *replayTarget, storePaths []string) (string, error) {
 
 // fallbackCommand is what enters the replayed /build after a failure
 // without a stop: the script, the command or an interactive shell.
-func fallbackCommand(c ReplayConfig, sh, name string) ([]string, string) {
+func fallbackCommand(c ReplayConfig, sh, name, buildDir string) ([]string, string) {
 	switch {
 	case c.Script != "":
 		return []string{sh, "-c", c.Script}, ""
@@ -399,7 +509,7 @@ func fallbackCommand(c ReplayConfig, sh, name string) ([]string, string) {
 	return interactiveShell(rcConfig{
 		shell:    sh,
 		load:     ":",
-		buildDir: "/build",
+		buildDir: buildDir,
 		name:     name,
 		color:    !term.NoColor(),
 	})

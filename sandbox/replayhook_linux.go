@@ -65,6 +65,9 @@ type hookConfig struct {
 	// (the sandbox's /tmp; replayReport and a random suffix).
 	reportDir  string
 	reportName string
+	// terminal is the sandbox's terminal, with tty (its first pty,
+	// /dev/pts/0, in Nix's sandbox; /dev/tty on the host's devpts).
+	terminal string
 	// stdin, when set, is what the command or shell reads at the stop
 	// instead of the terminal or /dev/null (tests).
 	stdin string
@@ -132,7 +135,11 @@ func stopCode(c hookConfig, kind string) string {
 	// The sandbox's terminal is the first pty of its own devpts.
 	in, out := "</dev/null", ""
 	if c.tty {
-		in, out = "</dev/pts/0", " >/dev/pts/0 2>&1"
+		t := c.terminal
+		if t == "" {
+			t = "/dev/pts/0"
+		}
+		in, out = "<"+shquote.Quote(t), " >"+shquote.Quote(t)+" 2>&1"
 	}
 	if c.stdin != "" {
 		in = "<" + shquote.Quote(c.stdin)

@@ -237,12 +237,16 @@ const (
 // sp.NoNamespaces, as ids itself (only host root can, and must, change
 // to them).
 // ambientCaps are the capabilities the child's set-up needs, in its own
-// user namespace only. Mounting the overlay view needs CAP_DAC_OVERRIDE
-// too (overlayfs prepares its work directory with the mounter's
-// credentials).
+// user namespace only. Mounting the overlay view (or a replay's store
+// overlay) needs CAP_DAC_OVERRIDE too (overlayfs prepares its work
+// directory with the mounter's credentials).
 func ambientCaps(sp *spec) []uintptr {
 	caps := []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN}
-	if sp.View != nil {
+	overlay := sp.View != nil
+	for _, op := range sp.Mounts {
+		overlay = overlay || op.Kind == OpMount && op.FSType == "overlay"
+	}
+	if overlay {
 		caps = append(caps, unix.CAP_DAC_OVERRIDE)
 	}
 	return caps

@@ -24,6 +24,12 @@ type ReplayOptions struct {
 	Run     string
 	Break   string
 	remote  remoteReplay // see addRemoteReplayFlags
+	// NoSandbox: the original ran with sandbox = false (--no-sandbox);
+	// Sandbox is the setting nix-build's arguments gave (nbs build).
+	NoSandbox bool
+	Sandbox   string
+	// KeptDir is the original's kept directory, when known.
+	KeptDir string
 }
 
 const replayLong = `Run the failed derivation TARGET again, in nbs's re-creation of Nix's
@@ -35,13 +41,17 @@ derivation is not changed: the same builder, arguments and environment
 as Nix gives them (NIX_BUILD_TOP, TMPDIR, the outputs, NIX_BUILD_CORES,
 PATH=/path-not-set, HOME=/homeless-shelter, passAsFile, structured attrs
 files, exportReferencesGraph), a fresh /build of your own, the outputs
-created in the sandbox's private store directory.
+created in the sandbox's private store directory. A build that ran with
+sandbox = false is replayed that way: on the host, in a fresh build
+directory of yours, the outputs in a private view of /nix/store (nbs
+tells from a readable env-vars, nbs build's --option sandbox false or
+Nix's setting; --no-sandbox says so when they cannot).
 
 For a bash builder (nixpkgs' stdenv, or any builder = bash) the shell
 stops where the failing command made errexit end it: you get an
 interactive shell with everything it had (variables, exported or not,
-functions, shopt and set options, traps, the phase in $curPhase, the
-directory), or CMD runs there, evaluated in that very shell; nbs exits
+functions, $0 and $@, shopt and set options, traps, the phase in
+$curPhase, the directory), or CMD runs there, evaluated in that very shell; nbs exits
 with CMD's status. errexit and nounset are off in the interactive shell
 (it says so). Any other builder that fails leaves you in the replayed
 /build with the builder's environment, like a kept directory.
@@ -82,6 +92,9 @@ func newCmdReplay(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !strings.HasSuffix(opts.Target, ".drv") {
+				opts.KeptDir = opts.Target
+			}
 			return replayFailure(cmd.Context(), f, drv, -1, opts)
 		},
 	}
@@ -89,6 +102,7 @@ func newCmdReplay(f *Factory) *cobra.Command {
 	cmd.Flags().StringVar(&opts.Break, "break", "", "stop before stdenv's `PHASE` (e.g. buildPhase) instead of at the failure")
 	cmd.Flags().StringVar(&opts.Run, "run", "", "evaluate `CMD` in the stopped shell instead of an interactive one, and exit with its status")
 	addRemoteReplayFlags(cmd, opts)
+	cmd.Flags().BoolVar(&opts.NoSandbox, "no-sandbox", false, "replay it as a build with sandbox = false runs, on the host (nbs tells by itself from a readable env-vars, nbs build's arguments or Nix's sandbox setting)")
 	return cmd
 }
 
@@ -187,6 +201,8 @@ func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *
 		Break:   opts.Break,
 		Script:  opts.Run,
 		Command: opts.Command,
+		KeptDir: opts.KeptDir,
+		Sandbox: sandboxSetting(opts),
 		Started: func() {
 			orig = <-origc
 			fmt.Fprintf(f.Stderr, "nbs: replaying %s%s in a new sandbox (%s)\n", name, orig, drv)
@@ -219,6 +235,15 @@ func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *
 		fmt.Fprintf(f.Stderr, "nbs: --break %s: the replay never reached that phase\n", opts.Break)
 	}
 	return &exitStatus{status}
+}
+
+// sandboxSetting is the sandbox setting the original ran with, as the
+// command line says ("" when it does not).
+func sandboxSetting(opts *ReplayOptions) string {
+	if opts.NoSandbox {
+		return "false"
+	}
+	return opts.Sandbox
 }
 
 // unreadableHint is what to do about a kept directory whose env-vars
@@ -278,6 +303,8 @@ func replayBuildFailure(ctx context.Context, f *Factory, failures []wrapper.Fail
 	if first.Builder != "" {
 		err = replayFailedRemote(ctx, f, first, builders, ropts)
 	} else {
+		ropts.KeptDir = first.KeptDir
+		ropts.Sandbox, _ = wrapper.SandboxSetting(opts.Program, opts.Args)
 		err = replayFailure(ctx, f, first.Drv, first.ExitCode, ropts)
 	}
 	var st *exitStatus
