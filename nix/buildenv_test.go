@@ -173,7 +173,14 @@ func FuzzNewBuildEnv(f *testing.F) {
 		d := testDrv()
 		d.Env["passAsFile"] = passAsFile
 		d.Env["exportReferencesGraph"] = erg
-		opts := BuildEnvOptions{Version: Version{2, 8, 0}, References: func(string) ([]string, error) { return nil, nil }}
+		opts := BuildEnvOptions{Version: Version{2, 8, 0}, References: func(string) ([]string, error) { return nil, nil },
+			PathInfos: func(roots []string) ([]PathInfo, error) {
+				var infos []PathInfo
+				for _, r := range roots {
+					infos = append(infos, PathInfo{Path: r, References: roots})
+				}
+				return infos, nil
+			}}
 		NewBuildEnv(d, opts)
 		d.Env["__json"] = js
 		NewBuildEnv(d, opts)

@@ -19,14 +19,16 @@ func TestKeptBuildTime(t *testing.T) {
 	if _, _, _, ok := birthAndChange(dir); !ok {
 		t.Skip("this file system records no birth times")
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(60 * time.Millisecond)
 	// What Nix does when it keeps the directory after the build.
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	d, ok := KeptBuildTime(dir)
-	if !ok || d < 20*time.Millisecond || d > time.Hour {
-		t.Errorf("KeptBuildTime = %v, %v; want the 20 ms or more between mkdir and chmod", d, ok)
+	// File times come from the kernel's coarse clock (a tick or two
+	// behind).
+	if !ok || d < 30*time.Millisecond || d > time.Hour {
+		t.Errorf("KeptBuildTime = %v, %v; want the 60 ms or so between mkdir and chmod", d, ok)
 	}
 	if _, ok := KeptBuildTime(filepath.Join(dir, "missing")); ok {
 		t.Error("a missing directory has a figure")

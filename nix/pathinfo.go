@@ -27,14 +27,6 @@ type PathInfo struct {
 	CA string `json:",omitempty"`
 }
 
-// PathInfos is the path info of every path in the closure of roots,
-// sorted by path: `nix path-info --json --recursive`, from the user's
-// cache (UserCache) when it holds it.
-func PathInfos(ctx context.Context, roots []string) ([]PathInfo, error) {
-	infos, _, err := UserCache().PathInfos(ctx, roots)
-	return infos, err
-}
-
 // pathInfoEntry is the cache file of the path infos of the closure of
 // Roots. Files identifies each path as it was (its inode and change
 // time): a path garbage-collected and built again, maybe to other
@@ -48,8 +40,9 @@ type pathInfoEntry struct {
 
 const pathInfoPrefix = "pathinfo-"
 
-// PathInfos is the path info of the closure of roots from c, or from
-// Nix, which it then stores in c; from says where it came from.
+// PathInfos is the path info of every path in the closure of roots,
+// sorted by path: from c, or from `nix path-info --json --recursive`,
+// which it then stores in c; from says where it came from.
 func (c *Cache) PathInfos(ctx context.Context, roots []string) (infos []PathInfo, from string, err error) {
 	if len(roots) == 0 {
 		return nil, "no store paths", nil

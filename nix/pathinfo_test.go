@@ -1,7 +1,9 @@
 package nix
 
 import (
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -54,4 +56,37 @@ func FuzzParsePathInfoJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPathInfoEntryCheck(t *testing.T) {
+	entries, _ := os.ReadDir(StoreDir)
+	var p string
+	for _, e := range entries {
+		if q := StoreDir + "/" + e.Name(); IsStorePath(q) && !strings.HasSuffix(q, ".lock") {
+			p = q
+			break
+		}
+	}
+	if p == "" {
+		t.Skip("no store path on this machine")
+	}
+	id, err := identify(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := pathInfoEntry{Format: cacheFormat, Roots: []string{p}, Infos: []PathInfo{{Path: p}}, Files: []fileID{id}}
+	if err := good.check([]string{p}); err != nil {
+		t.Errorf("the entry as stored: %v", err)
+	}
+	for name, e := range map[string]pathInfoEntry{
+		"other roots":  {Roots: []string{p + "x"}, Infos: good.Infos, Files: good.Files},
+		"no files":     {Roots: good.Roots, Infos: good.Infos},
+		"another file": {Roots: good.Roots, Infos: good.Infos, Files: []fileID{{Path: p, Dev: id.Dev, Ino: id.Ino + 1, Ctime: id.Ctime}}},
+		"changed":      {Roots: good.Roots, Infos: good.Infos, Files: []fileID{{Path: p, Dev: id.Dev, Ino: id.Ino, Ctime: id.Ctime + 1}}},
+		"not a root":   {Roots: good.Roots, Infos: []PathInfo{{Path: StoreDir + "/00000000000000000000000000000000-x"}}, Files: []fileID{{Path: StoreDir + "/00000000000000000000000000000000-x"}}},
+	} {
+		if err := e.check([]string{p}); err == nil {
+			t.Errorf("%s: a hit", name)
+		}
+	}
 }

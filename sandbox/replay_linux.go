@@ -90,7 +90,11 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 		Cores:      facts.cores,
 		Getenv:     os.LookupEnv,
 		References: func(p string) ([]string, error) { return nix.References(ctx, p) },
-		PathInfos:  func(roots []string) ([]nix.PathInfo, error) { return nix.PathInfos(ctx, roots) },
+		PathInfos: func(roots []string) ([]nix.PathInfo, error) {
+			infos, from, err := nix.UserCache().PathInfos(ctx, roots)
+			log.Debug("path infos for exportReferencesGraph", "from", from)
+			return infos, err
+		},
 	})
 	if err != nil {
 		return 0, out, fmt.Errorf("%s: %w", c.Drv, err)

@@ -380,6 +380,14 @@ func TestBuildReplay(t *testing.T) {
 	}
 	assertCleanTmp(t, r)
 
+	// Without --replay, the 0600 env-vars: nbs offers a replay, with
+	// how long the original ran (two seconds or more).
+	r = build("--run", "true", "--argstr", "delay", "2")
+	if r.code == 0 || !regexp.MustCompile(`; or, without sudo, run the build again as you and stop at its failure \(the original ran [2-9]\d*s\): nbs replay --run true /\S+`).MatchString(r.stderr) {
+		t.Errorf("nbs build --run on a 0600 env-vars: status %d; stderr:\n%s", r.code, r.stderr)
+	}
+	assertCleanTmp(t, r)
+
 	r = build("--replay")
 	if r.code == 0 || !regexp.MustCompile(`nbs: nbs-replay-stdenv-fail failed \(builder exit 1\); replay it with: nbs replay /nix/store/\S+\.drv`).MatchString(r.stderr) {
 		t.Errorf("--replay without a terminal: status %d; stderr:\n%s", r.code, r.stderr)
