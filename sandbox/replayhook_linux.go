@@ -184,7 +184,7 @@ func dumpCode(c hookConfig) string {
 	// The positional parameters of the failing function (or of the
 	// builder's script): the trap runs with them; $0 through
 	// BASH_ARGV0 (bash 5; before it, $0 stays the shell's).
-	d.WriteString(`printf 'set --'; printf ' %q' "$@"; printf '\n'; `)
+	d.WriteString(`printf 'set --'; (( $# == 0 )) || printf ' %q' "$@"; printf '\n'; `)
 	d.WriteString(`(( BASH_VERSINFO[0] < 5 )) || printf 'BASH_ARGV0=%q\n' "$0"; `)
 	d.WriteString(`printf 'PS1=%q\n' ` + shquote.Quote(prompt) + `; `)
 	d.WriteString(`case $- in *e*) printf '%s\n' "echo 'nbs: the build ran with errexit (set -e), which is off here so that a failing command does not end the shell' >&2";; esac; `)

@@ -57,7 +57,7 @@ func runHookText(t *testing.T, dir, text string) (string, string, int) {
 	if err := os.WriteFile(hook, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bash, "-c", hookTestBuilder)
+	cmd := exec.Command(bash, "-c", hookTestBuilder, "zero", "top-arg")
 	cmd.Dir = dir
 	// The hook closes fd 3, which the real one reads from.
 	cmd.Env = []string{"BASH_ENV=" + hook, "NIX_BUILD_TOP=" + dir, "PATH=" + os.Getenv("PATH")}
@@ -93,11 +93,12 @@ func TestBashHookRun(t *testing.T) {
 }
 
 func TestBashHookBreak(t *testing.T) {
-	out, errs, status := runHook(t, hookConfig{breakPhase: "buildPhase", script: `echo "[${EARLY-}] [${LATE_EXPORT-}] $PWD"; declare -f runPhase | grep -c __nbs`})
+	out, errs, status := runHook(t, hookConfig{breakPhase: "buildPhase", script: `echo "[${EARLY-}] [${LATE_EXPORT-}] $PWD <$0 $# $1>"; declare -f runPhase | grep -c __nbs`})
 	if status != 1 { // grep -c found nothing
 		t.Errorf("status %d\n%s\n%s", status, out, errs)
 	}
-	if !strings.Contains(out, "[early] [] ") || !strings.Contains(errs, "REPORT:break buildPhase") {
+	// At the top of runPhase, with its arguments.
+	if !strings.Contains(out, "[early] [] ") || !strings.Contains(out, " <zero 1 buildPhase>") || !strings.Contains(errs, "REPORT:break buildPhase") {
 		t.Errorf("output:\n%s\n%s", out, errs)
 	}
 }
@@ -106,7 +107,7 @@ func TestBashHookDump(t *testing.T) {
 	// The interactive shell, fed from a file instead of a terminal.
 	dir := t.TempDir()
 	in := filepath.Join(dir, "input")
-	cmds := `echo "$phaseLocal $notExported $LATE_EXPORT ${PWD##*/} $curPhase"; declare -F phaseFn; trap -p EXIT; [[ $- == *e* ]] || echo no-errexit; shopt -q nullglob && echo nullglob; declare -p BASH_ENV __nbs_status; exit 3` + "\n"
+	cmds := `echo "$phaseLocal $notExported $LATE_EXPORT ${PWD##*/} $curPhase <$0 $#>"; declare -F phaseFn; trap -p EXIT; [[ $- == *e* ]] || echo no-errexit; shopt -q nullglob && echo nullglob; declare -p BASH_ENV __nbs_status; exit 3` + "\n"
 	if err := os.WriteFile(in, []byte(cmds), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,9 @@ func TestBashHookDump(t *testing.T) {
 	if strings.Contains(out, "declare") {
 		t.Errorf("nbs's variables or BASH_ENV are in the restored shell:\n%s", out)
 	}
-	for _, w := range []string{"loc ne late deep buildPhase", "phaseFn", "exitHandler ran", "no-errexit", "nullglob"} {
+	// buildPhase was called without arguments, by a script whose $0 is
+	// zero.
+	for _, w := range []string{"loc ne late deep buildPhase <zero 0>", "phaseFn", "exitHandler ran", "no-errexit", "nullglob"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("restored shell lacks %q:\n%s\n%s", w, out, errs)
 		}
