@@ -88,6 +88,19 @@ func TestReplayUnsandboxed(t *testing.T) {
 		})
 	}
 
+	t.Run("not bash", func(t *testing.T) {
+		// A second sandbox over the same store overlay enters the
+		// replayed build directory.
+		bb, _, _ := nixBuildReplay(t, "busybox", true, "--option", "sandbox", "false")
+		res := runNBS(t, unprivileged(t), nil, "replay", "--no-sandbox", bb, "sh", "-c", `cat left-behind.txt; echo "$PWD $NIX_BUILD_TOP"; test -w /nix/store && echo store-writable`)
+		lines := strings.Split(res.stdout, "\n")
+		if res.code != 0 || len(lines) != 4 || lines[0] != "left" || lines[2] != "store-writable" ||
+			!regexp.MustCompile(`^(/\S+/build) (/\S+/build)$`).MatchString(lines[1]) || strings.HasPrefix(lines[1], "/build ") {
+			t.Errorf("status %d, stdout %q; stderr:\n%s", res.code, res.stdout, res.stderr)
+		}
+		assertCleanTmp(t, res)
+	})
+
 	t.Run("build", func(t *testing.T) {
 		nonce := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
 		res := runNBS(t, nil, nil, "build", "--replay", "--run", unsandboxedScript,
