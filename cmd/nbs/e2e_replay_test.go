@@ -277,6 +277,7 @@ func TestReplayBadInput(t *testing.T) {
 		{[]string{"replay", t.TempDir()}, "kept"},
 		{[]string{"replay", drv}, "no terminal for an interactive shell"},
 		{[]string{"replay", "--run", "x", drv, "y"}, "not both"},
+		{[]string{"replay", "--no-sandbox", "--remote", "ssh://builder", drv}, "--no-sandbox is for a replay here"},
 	} {
 		r := runNBS(t, nil, nil, c.args...)
 		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")

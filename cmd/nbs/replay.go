@@ -51,8 +51,8 @@ For a bash builder (nixpkgs' stdenv, or any builder = bash) the shell
 stops where the failing command made errexit end it: you get an
 interactive shell with everything it had (variables, exported or not,
 functions, $0 and $@, shopt and set options, traps, the phase in
-$curPhase, the directory), or CMD runs there, evaluated in that very shell; nbs exits
-with CMD's status. errexit and nounset are off in the interactive shell
+$curPhase, the directory), or CMD runs there, evaluated in that very
+shell; nbs exits with CMD's status. errexit and nounset are off in the interactive shell
 (it says so). Any other builder that fails leaves you in the replayed
 /build with the builder's environment, like a kept directory.
 
@@ -83,6 +83,9 @@ func newCmdReplay(f *Factory) *cobra.Command {
 			}
 			if opts.Run != "" && len(args) > 1 {
 				return &usageError{errors.New("replay: give either --run CMD or a command after TARGET, not both")}
+			}
+			if opts.NoSandbox && opts.remote.uri != "" {
+				return &usageError{errors.New("replay: --no-sandbox is for a replay here; on a builder, its own sandbox setting decides")}
 			}
 			return nil
 		},
