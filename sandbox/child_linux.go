@@ -88,7 +88,7 @@ func runChild() (string, error) {
 		{"set host name", setupUTS, true, false, false},
 		{"make mounts private", makeMountsPrivate, false, true, false},
 		{viewStep, mountView, false, true, false},
-		{"bind new root", bindRoot, true, false, false},
+		{"mount new root", mountRoot, true, false, false},
 		{"apply mount plan", applyPlan, false, true, false},
 		{"pivot_root", pivotRoot, true, false, false},
 		{"make / read-only", readOnlyRoot, true, false, false},
@@ -163,9 +163,17 @@ func makeMountsPrivate(*spec) error {
 	return mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
 }
 
-// bindRoot makes Root a mount point of its own, which pivot_root needs.
-func bindRoot(s *spec) error {
-	return mount(s.Root, s.Root, "", unix.MS_BIND, "")
+// mountRoot mounts a tmpfs on Root: the new root, a mount point of its
+// own as pivot_root needs, whose skeleton (the plan's directories, files,
+// symlinks and mount points) lives in memory and vanishes with the
+// sandbox's mount namespace. Nix builds it in a directory on disk
+// (src/libstore/unix/build/chroot-derivation-builder.cc,
+// ChrootDerivationBuilder::prepareSandbox); on disk each of those entries costs the start
+// and the clean-up a synchronous metadata write. The mount is made by the
+// mapped sandbox user, who owns its top as it owned the directory, and is
+// read-only after pivot_root (readOnlyRoot), so its size is never used.
+func mountRoot(s *spec) error {
+	return mount("tmpfs", s.Root, "tmpfs", 0, "mode=0755")
 }
 
 func applyPlan(s *spec) error {

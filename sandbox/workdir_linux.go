@@ -17,7 +17,8 @@ import (
 //	$TMPDIR/nbs-XXXXXX/   0700, owned by the sandbox user
 //	├── .lock             flock'ed by the nbs that owns it, for its whole life
 //	├── .origin           only when kept (--keep): the kept directory copied
-//	├── root/             becomes "/" (mount points only)
+//	├── root/             becomes "/": the sandbox mounts a tmpfs on it
+//	│                     (mountRoot), so it stays empty on disk
 //	├── build/            the copy of the kept directory, bound on /build;
 //	│                     with a copy-on-write view (view_linux.go), its
 //	│                     mount point, and then:

@@ -288,10 +288,22 @@ var allowedDiffs = []*diffRule{
 		// nbs remounts / read-only (EROFS) where Nix relies on ownership
 		// (EACCES): the skeleton belongs to the mapped caller here (see the
 		// ownership gap), so a read-only mount is what keeps a build from
-		// writing to /, /etc and /dev, as it cannot in Nix.
+		// writing to /, /etc and /dev, as it cannot in Nix. It is a
+		// tmpfs (mountRoot) where Nix's is a directory on the host's
+		// file system: it holds only mount points and /etc's files.
 		key: regexp.MustCompile(`^mount:/$`),
-		fix: nixSwap(" ro,", " rw,"),
-		why: "/ is a read-only mount",
+		fix: func(c *comparison, nix, nbs string) string {
+			nbs = nixSwap(" ro,", " rw,")(c, nix, nbs)
+			_, nixRest, _ := strings.Cut(nix, " ")
+			// A tmpfs's fact ends in its super-block options.
+			if rest, ok := strings.CutPrefix(nbs, "tmpfs "); ok {
+				if f := strings.Fields(rest); len(f) == 3 && f[0]+" "+f[1] == nixRest {
+					return nix
+				}
+			}
+			return nbs
+		},
+		why: "/ is a read-only tmpfs",
 	},
 	{
 		// Nix's /tmp is a plain directory on the chroot's file system;
