@@ -21,10 +21,13 @@
 //	relay terminal, wait                        drop caps, NNP, seccomp, execve(SHELL)
 //	remove work dir
 //
-// Before any of it, a probe (probeArg0) is started the same way and
-// only makes its mounts private: where the namespaces are refused, a
-// sandboxed build cannot be entered and nbs says why; an unsandboxed
-// one (sandbox = false) is entered without namespaces (modeNoNamespaces):
-// the child is started as the build's user with no clone flags, skips
-// every mount step and sets only the per-process state before execve.
+// For an unsandboxed build (sandbox = false), a probe (probeArg0) is
+// started the same way before any of it and only makes its mounts
+// private: where the namespaces are refused, the build is entered
+// without them. A sandboxed build has no other way in: its own start is
+// the probe, and only when that fails as a refusal would is the probe
+// run, to say which restriction it is and what lifts it. Without
+// namespaces (modeNoNamespaces) the child is started as the build's
+// user with no clone flags, skips every mount step and sets only the
+// per-process state before execve.
 package sandbox

@@ -15,7 +15,7 @@ import (
 )
 
 // probeArg0 is argv[0] of the re-executed nbs that only checks that the
-// sandbox's namespaces can be made, before anything is copied: started
+// sandbox's namespaces can be made (chooseMode, refusedStart): started
 // with the sandbox's own clone flags and id maps, it makes its mounts
 // private (the sandbox's first mount, which an AppArmor policy may
 // refuse in a namespace that clone allowed) and exits 0. On failure it

@@ -108,16 +108,20 @@ func (m mode) String() string {
 
 // chooseMode decides how b is entered as ids: a sandboxed build in the
 // sandbox, an unsandboxed one in namespaces where the probe can make
-// them and without any where they are refused. For that, and for a
-// sandboxed build that cannot be entered, it returns the restriction.
+// them and without any where they are refused. For that it returns the
+// restriction.
+//
+// A sandboxed build is not probed: it has no other mode, so the
+// sandbox's own start is its probe, and only a start that fails the way
+// a refusal does runs the probe, to say which (refusedStart). The probe
+// is a start of nbs of its own, as long as the rest of a session's.
 func chooseMode(b *keptBuild, ids Owner, log *slog.Logger) (mode, *nsRestriction, error) {
-	m := modeSandbox
-	sp := &spec{}
-	if b.unsandboxed {
-		m, sp.Unsandboxed = modeHost, true
-	} else if _, fixedOutput := b.env.Get("outputHash"); fixedOutput {
-		sp.HostNetwork = true
+	if !b.unsandboxed {
+		log.Debug("mode", "mode", modeSandbox.String(), "probe", "none: the sandbox's start is the probe")
+		return modeSandbox, nil, nil
 	}
+	m := modeHost
+	sp := &spec{Unsandboxed: true}
 	plain := &spec{Unsandboxed: true, NoNamespaces: true}
 	r, err := namespacesRefused(procAttr(sp, ids), procAttr(plain, ids))
 	if err != nil {
@@ -133,9 +137,6 @@ func chooseMode(b *keptBuild, ids Owner, log *slog.Logger) (mode, *nsRestriction
 		}
 		log.Debug("mode", "mode", m.String())
 		return m, nil, nil
-	}
-	if m == modeSandbox {
-		return 0, r, r.error()
 	}
 	log.Debug("mode", "mode", modeNoNamespaces.String(), "why", r.err.Error()+"; "+r.hint)
 	return modeNoNamespaces, r, nil

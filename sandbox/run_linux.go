@@ -109,7 +109,7 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		if sp.NoNamespaces {
 			return nil, fmt.Errorf("start the build's shell: %w", err)
 		}
-		return nil, startError(err)
+		return nil, refusedStart(sp, ids, startError(err))
 	}
 	specR.Close()
 	errW.Close()
@@ -152,7 +152,7 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 	}
 	if len(msg) > 0 {
 		p.Kill()
-		return nil, childFailure(msg)
+		return nil, refusedStart(sp, ids, childFailure(msg))
 	}
 	if ptyParent != nil {
 		m, err := recvFD(ptyParent)
@@ -163,6 +163,35 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		p.master = m
 	}
 	return p, nil
+}
+
+// namespaceSteps are the child's first steps, the ones a refusal of the
+// new namespaces fails (an AppArmor policy that allows the clone but
+// takes the capabilities inside, say).
+var namespaceSteps = map[string]bool{"bring up loopback": true, "set host name": true, "make mounts private": true}
+
+// refusedStart is err, the failed start of a sandbox of Nix's (chooseMode
+// did not probe for it), or, when err may be a refusal of its
+// namespaces, the probe's word on it: the restriction and its fix, or
+// why nbs cannot start at all.
+func refusedStart(sp *spec, ids Owner, err error) error {
+	if sp.Unsandboxed || sp.NoNamespaces {
+		return err
+	}
+	var se *setupError
+	if !errors.Is(err, errUserNS) && !(errors.As(err, &se) && namespaceSteps[se.Step]) {
+		return err
+	}
+	probed := &spec{HostNetwork: sp.HostNetwork}
+	plain := &spec{Unsandboxed: true, NoNamespaces: true}
+	r, perr := namespacesRefused(procAttr(probed, ids), procAttr(plain, ids))
+	switch {
+	case perr != nil:
+		return perr
+	case r == nil:
+		return err
+	}
+	return r.error()
 }
 
 // childPipes are the parent's ends and the child's of the sandbox

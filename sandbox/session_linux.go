@@ -48,8 +48,9 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer u.release()
-	// How to enter, from a probe of the namespaces it needs: a sandboxed
-	// build that cannot get them fails here, before the copy.
+	// How to enter: an unsandboxed build from a probe of the namespaces
+	// it needs (without them, it is entered on the host); a sandboxed
+	// one that cannot get them fails when its sandbox starts.
 	m, restriction, err := chooseMode(b, u.ids, log)
 	if err != nil {
 		return 0, "", err

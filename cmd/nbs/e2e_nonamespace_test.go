@@ -186,7 +186,7 @@ func TestShellNoNamespaces(t *testing.T) {
 
 	t.Run("sandboxed", func(t *testing.T) {
 		// A sandboxed build cannot be entered at all: one line, with
-		// the fix, before anything is copied.
+		// the fix, and nothing left behind.
 		kept := buildFailure(t, "fail")
 		res := runNBSUnder(t, []string{restrict}, nil, nil, "shell", kept, "true")
 		if res.code != 1 || strings.Count(res.stderr, "\n") != 1 ||
