@@ -121,7 +121,58 @@ func readSpec() (*spec, error) {
 	if s.Root == "" || len(s.Argv) == 0 {
 		return nil, errors.New("decode spec: root or argv missing")
 	}
+	if !s.Attach {
+		if err := placeViewFiles(&s); err != nil {
+			return nil, err
+		}
+	}
 	return &s, nil
+}
+
+// placeViewFiles takes the view's descriptors from the message the parent
+// sends after the spec on the socket at viewFD (sendViewFiles) and puts
+// them where mountView uses them: the idmapped kept directory on viewFD
+// (which replaces the socket), the FUSE socket on viewReadyFD. Without
+// them the socket is closed.
+func placeViewFiles(s *spec) error {
+	v := s.View
+	if v == nil || !v.LowerFD && !v.FUSE {
+		return unix.Close(viewFD)
+	}
+	want := 0
+	for _, b := range []bool{v.LowerFD, v.FUSE} {
+		if b {
+			want++
+		}
+	}
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4*want))
+	_, oobn, _, _, err := unix.Recvmsg(viewFD, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("receive the view's descriptors: %w", err)
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
+		fds, _ = unix.ParseUnixRights(&msgs[0])
+	}
+	if len(fds) != want {
+		return fmt.Errorf("receive the view's descriptors: %d of %d", len(fds), want)
+	}
+	places := []int{viewFD, viewReadyFD}
+	if !v.LowerFD {
+		places = places[1:]
+		unix.Close(viewFD)
+	}
+	for i, fd := range fds {
+		if fd == places[i] {
+			continue // received there (close-on-exec, MSG_CMSG_CLOEXEC)
+		}
+		if err := unix.Dup3(fd, places[i], unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("place the view's descriptors: %w", err)
+		}
+		unix.Close(fd)
+	}
+	return nil
 }
 
 // setupLoopback brings lo up the way Nix does: SIOCSIFFLAGS with

@@ -38,56 +38,75 @@ type setupError struct {
 
 func (e *setupError) Error() string { return "sandbox set-up step " + e.Step + " failed: " + e.Msg }
 
-// start spawns the sandbox child for spec with the host ids mapped to
-// 1000/100, and waits until it has exec'd the command (or failed a
-// set-up step). Without spec.TTY the child gets stdin, stdout and stderr
-// as they are.
-func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (*process, error) {
-	cp, err := newChildPipes(sp.TTY, stdin, stdout)
+// child is a sandbox child started before its spec is known (spawn):
+// its namespaces made, nbs started in them and waiting on specFD. The
+// start costs as much as the rest of a session's set-up; a session
+// spawns its child first and prepares the workspace meanwhile (the Go
+// runtime of the child starts while the parent copies or views the kept
+// directory), then hands it the spec (begin).
+type child struct {
+	key childKey
+	cp  *childPipes
+	// files is the parent's end of the socket on which the view's
+	// descriptors follow the spec (sendViewFiles).
+	files *os.File
+	p     *process
+	used  bool
+}
+
+// childKey is what a child's start depends on: its clone flags, id maps
+// and descriptors. A spec with another key needs another child.
+type childKey struct {
+	ids                                     Owner
+	unsandboxed, noNamespaces, hostNet, tty bool
+	stdin, stdout, stderr                   *os.File
+}
+
+func keyOf(sp *spec, ids Owner, stdin, stdout, stderr *os.File) childKey {
+	return childKey{ids: ids, unsandboxed: sp.Unsandboxed, noNamespaces: sp.NoNamespaces, hostNet: sp.HostNetwork, tty: sp.TTY,
+		stdin: stdin, stdout: stdout, stderr: stderr}
+}
+
+// spec is the part of a spec the key fixes.
+func (k childKey) spec() *spec {
+	return &spec{Unsandboxed: k.unsandboxed, NoNamespaces: k.noNamespaces, HostNetwork: k.hostNet, TTY: k.tty}
+}
+
+// spawn starts the sandbox child for a spec with key k, with the host
+// ids mapped to 1000/100 (see procAttr). Without a TTY the child gets
+// stdin, stdout and stderr as they are.
+func spawn(k childKey) (*child, error) {
+	sp := k.spec()
+	cp, err := newChildPipes(sp.TTY, k.stdin, k.stdout)
 	if err != nil {
 		return nil, err
 	}
-	defer cp.close()
-	specR, specW, errR, errW, ptyParent, ptyChild := cp.specR, cp.specW, cp.errR, cp.errW, cp.ptyParent, cp.ptyChild
-	stdin, stdout = cp.stdin, cp.stdout
-	extra := []*os.File{specR, errW}
-	if ptyChild != nil {
-		extra = append(extra, ptyChild)
+	c := &child{key: k, cp: cp}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		cp.close()
+		return nil, fmt.Errorf("socketpair: %w", err)
 	}
-	var readyR *os.File
-	if view != nil {
-		// The view's file at viewFD, and its socket at viewReadyFD.
-		if len(extra) == 2 {
-			extra = append(extra, nil)
-		}
-		extra = append(extra, view.fd)
-		if view.serve != nil {
-			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				return nil, fmt.Errorf("socketpair: %w", err)
-			}
-			readyR = os.NewFile(uintptr(fds[0]), "view-parent")
-			readyW := os.NewFile(uintptr(fds[1]), "view-child")
-			defer readyR.Close()
-			defer readyW.Close()
-			extra = append(extra, readyW)
-		}
-	}
-
+	c.files = os.NewFile(uintptr(fds[0]), "view-files")
+	filesChild := os.NewFile(uintptr(fds[1]), "view-files-child")
+	cp.all = append(cp.all, c.files, filesChild)
+	// specFD, errFD, ptyFD (a place holder without a TTY), then the
+	// socket the view's descriptors come on, at viewFD.
+	extra := []*os.File{cp.specR, cp.errW, cp.ptyChild, filesChild}
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{childArg0},
 		Env:         []string{},
-		Stdin:       stdin,
-		Stdout:      stdout,
-		Stderr:      stderr,
+		Stdin:       cp.stdin,
+		Stdout:      cp.stdout,
+		Stderr:      k.stderr,
 		ExtraFiles:  extra,
-		SysProcAttr: procAttr(sp, ids),
+		SysProcAttr: procAttr(sp, k.ids),
 	}
-
 	p := &process{cmd: cmd, waitc: make(chan error, 1), noPIDNS: sp.NoNamespaces}
 	if p.noPIDNS {
 		if err := becomeSubreaper(); err != nil {
+			cp.close()
 			return nil, err
 		}
 		p.before = children(os.Getpid())
@@ -106,30 +125,74 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		p.waitc <- cmd.Wait()
 	}()
 	if err := <-started; err != nil {
+		cp.close()
 		if sp.NoNamespaces {
 			return nil, fmt.Errorf("start the build's shell: %w", err)
 		}
-		return nil, refusedStart(sp, ids, startError(err))
+		return nil, refusedStart(sp, k.ids, startError(err))
 	}
-	specR.Close()
-	errW.Close()
-	if ptyChild != nil {
-		ptyChild.Close()
+	for _, f := range []*os.File{cp.specR, cp.errW, cp.ptyChild, filesChild} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	c.p = p
+	return c, nil
+}
+
+// discard ends a child that was never given its spec; nil and used
+// children are left alone.
+func (c *child) discard() {
+	if c == nil || c.used {
+		return
+	}
+	c.used = true
+	c.p.Kill()
+	<-c.p.waitc
+	c.cp.close()
+}
+
+// start starts the sandbox of sp as ids on c when it fits (a child
+// spawned for the same key and not used yet), else on a child of its
+// own, and waits until it has exec'd the command (or failed a set-up
+// step).
+func start(c *child, sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (*process, error) {
+	k := keyOf(sp, ids, stdin, stdout, stderr)
+	if c == nil || c.used || c.key != k {
+		c.discard()
+		var err error
+		if c, err = spawn(k); err != nil {
+			return nil, err
+		}
+	}
+	return c.begin(sp, view)
+}
+
+// begin hands the child its spec and the view's descriptors and waits
+// until it has exec'd the command (or failed a set-up step).
+func (c *child) begin(sp *spec, view *viewFiles) (*process, error) {
+	c.used = true
+	defer c.cp.close()
+	p, cp := c.p, c.cp
+	readyR, err := c.sendViewFiles(sp, view)
+	if err != nil {
+		p.Kill()
+		<-p.waitc
+		return nil, err
 	}
 	if readyR != nil {
-		extra[len(extra)-1].Close()
+		defer readyR.Close()
 	}
-
-	if err := json.NewEncoder(specW).Encode(sp); err != nil {
+	if err := json.NewEncoder(cp.specW).Encode(sp); err != nil {
 		// The child died before reading it: its own report says why.
-		if msg, _ := io.ReadAll(errR); len(msg) > 0 {
+		if msg, _ := io.ReadAll(cp.errR); len(msg) > 0 {
 			p.Kill()
-			return nil, childFailure(msg)
+			return nil, refusedStart(sp, c.key.ids, childFailure(msg))
 		}
 		p.Kill()
 		return nil, fmt.Errorf("send spec to sandbox: %w", err)
 	}
-	specW.Close()
+	cp.specW.Close()
 
 	if readyR != nil {
 		// The child has mounted the FUSE view and sends its device (or
@@ -145,17 +208,17 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 	}
 
 	// EOF on the close-on-exec error pipe: execve succeeded.
-	msg, err := io.ReadAll(errR)
+	msg, err := io.ReadAll(cp.errR)
 	if err != nil {
 		p.Kill()
 		return nil, fmt.Errorf("read sandbox status: %w", err)
 	}
 	if len(msg) > 0 {
 		p.Kill()
-		return nil, refusedStart(sp, ids, childFailure(msg))
+		return nil, refusedStart(sp, c.key.ids, childFailure(msg))
 	}
-	if ptyParent != nil {
-		m, err := recvFD(ptyParent)
+	if cp.ptyParent != nil {
+		m, err := recvFD(cp.ptyParent)
 		if err != nil {
 			p.Kill()
 			return nil, fmt.Errorf("receive pty from sandbox: %w", err)
@@ -163,6 +226,43 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		p.master = m
 	}
 	return p, nil
+}
+
+// sendViewFiles sends the child the view's descriptors in one message on
+// the socket at its viewFD, in the order placeViewFiles takes them: the
+// idmapped kept directory (View.LowerFD), then, for a FUSE view, the
+// child's end of a new socket the mounted /dev/fuse comes back on, whose
+// parent end it returns. A spec without them gets no message.
+func (c *child) sendViewFiles(sp *spec, view *viewFiles) (*os.File, error) {
+	defer c.files.Close()
+	v := sp.View
+	if v == nil || !v.LowerFD && !v.FUSE {
+		return nil, nil
+	}
+	var rights []int
+	if v.LowerFD {
+		if view == nil || view.fd == nil {
+			return nil, errors.New("the view's idmapped kept directory is missing")
+		}
+		rights = append(rights, int(view.fd.Fd()))
+	}
+	var readyR *os.File
+	if v.FUSE {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("socketpair: %w", err)
+		}
+		readyR = os.NewFile(uintptr(fds[0]), "view-parent")
+		defer unix.Close(fds[1])
+		rights = append(rights, fds[1])
+	}
+	if err := unix.Sendmsg(int(c.files.Fd()), []byte{0}, unix.UnixRights(rights...), nil, 0); err != nil {
+		if readyR != nil {
+			readyR.Close()
+		}
+		return nil, fmt.Errorf("send the view's descriptors to the sandbox: %w", err)
+	}
+	return readyR, nil
 }
 
 // namespaceSteps are the child's first steps, the ones a refusal of the
@@ -260,27 +360,22 @@ const (
 	sandboxGID = 100
 )
 
+// ambientCaps are the capabilities the child's set-up needs, in its own
+// user namespace only. Mounting the overlay view (or a replay's store
+// overlay) needs CAP_DAC_OVERRIDE too (overlayfs prepares its work
+// directory with the mounter's credentials); the child gets it whether
+// or not its spec will have one, which is not known when it is spawned. Inside its user
+// namespace it overrides permissions only on files of the one mapped
+// id, the sandbox user's own, and execCommand drops it with the rest.
+func ambientCaps() []uintptr {
+	return []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN, unix.CAP_DAC_OVERRIDE}
+}
+
 // procAttr is how the child of sp is started as ids: in its namespaces
 // with ids mapped (to 1000/100 inside, as in Nix; an unsandboxed build
 // ran with host ids, so they stay what they are), or, for
 // sp.NoNamespaces, as ids itself (only host root can, and must, change
 // to them).
-// ambientCaps are the capabilities the child's set-up needs, in its own
-// user namespace only. Mounting the overlay view (or a replay's store
-// overlay) needs CAP_DAC_OVERRIDE too (overlayfs prepares its work
-// directory with the mounter's credentials).
-func ambientCaps(sp *spec) []uintptr {
-	caps := []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN}
-	overlay := sp.View != nil
-	for _, op := range sp.Mounts {
-		overlay = overlay || op.Kind == OpMount && op.FSType == "overlay"
-	}
-	if overlay {
-		caps = append(caps, unix.CAP_DAC_OVERRIDE)
-	}
-	return caps
-}
-
 func procAttr(sp *spec, ids Owner) *syscall.SysProcAttr {
 	if sp.NoNamespaces {
 		a := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
@@ -306,7 +401,7 @@ func procAttr(sp *spec, ids Owner) *syscall.SysProcAttr {
 		Credential:                 &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true},
 		// Keep what the set-up needs across the re-exec while
 		// already being uid 1000; dropped before the final execve.
-		AmbientCaps: ambientCaps(sp),
+		AmbientCaps: ambientCaps(),
 		// PID 1 of the sandbox is a session leader, as Nix's builder.
 		Setsid:    true,
 		Pdeathsig: syscall.SIGKILL,
@@ -387,7 +482,12 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 // pty (spec.TTY) and waits for its PID 1, which ctx ending kills. It
 // returns the command's status as process.Wait does.
 func run(ctx context.Context, s *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (int, error) {
-	p, err := start(s, ids, view, stdin, stdout, stderr)
+	return runOn(ctx, nil, s, ids, view, stdin, stdout, stderr)
+}
+
+// runOn is run on the child c spawned ahead when it fits (see start).
+func runOn(ctx context.Context, c *child, s *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (int, error) {
+	p, err := start(c, s, ids, view, stdin, stdout, stderr)
 	if err != nil {
 		return 0, err
 	}

@@ -17,9 +17,8 @@ func newSpec(c Config, b *keptBuild, m mode, facts hostFacts, ws *workspace, log
 	if m == modeNoNamespaces {
 		return noNamespaceSpec(c, b, facts, ws, log)
 	}
-	_, fixedOutput := b.vars.get("outputHash")
-	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
-	s := nixSandbox(ws, facts, b.sandboxDir, b.shell, fixedOutput, tty, log)
+	k := sandboxKey(c, b, Owner{})
+	s := nixSandbox(ws, facts, b.sandboxDir, b.shell, k.hostNet, k.tty, log)
 	s.Env = b.env.Environ()
 	s.Cwd = b.sandboxDir
 	if b.unsandboxed {
@@ -40,6 +39,15 @@ func newSpec(c Config, b *keptBuild, m mode, facts hostFacts, ws *workspace, log
 		log.Debug("mount plan", "op", op.String())
 	}
 	return s
+}
+
+// sandboxKey is what the start of b's sandbox (modeSandbox) depends on,
+// known before the workspace is: spawn can start its child meanwhile.
+// Fixed-output derivations keep the host's network.
+func sandboxKey(c Config, b *keptBuild, ids Owner) childKey {
+	_, fixedOutput := b.vars.get("outputHash")
+	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
+	return childKey{ids: ids, hostNet: fixedOutput, tty: tty, stdin: c.Stdin, stdout: c.Stdout, stderr: c.Stderr}
 }
 
 // nixSandbox is Nix's sandbox over the workspace with the build

@@ -47,8 +47,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The child's descriptors for the view (exec.Cmd.ExtraFiles: after the
-// spec, error and pty descriptors).
+// The child's descriptors for the view, placed there by placeViewFiles
+// from the parent's message on the socket at viewFD (sendViewFiles).
 //
 // They are the sandbox's; an attach (spec.Attach, which has no view) has
 // mntFD and rootFD there instead. readSpec makes both close-on-exec.
