@@ -287,6 +287,9 @@ func userNamespace(from, to Owner) (*os.File, error) {
 		return nil, fmt.Errorf("create a user namespace for the idmapped mount: %w", err)
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
+	// Held open, the namespace needs its creator no more: killed, it
+	// ends at once instead of after its runtime has started.
+	cmd.Process.Kill()
 	w.Close()
 	cmd.Wait()
 	if err != nil {
