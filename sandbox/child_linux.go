@@ -36,7 +36,7 @@ const rcFD = 3
 // IsChild reports whether this process is the sandbox child (or the
 // namespace probe, see probeArg0).
 func IsChild() bool {
-	return len(os.Args) > 0 && (os.Args[0] == childArg0 || os.Args[0] == probeArg0 || os.Args[0] == holderArg0)
+	return len(os.Args) > 0 && (os.Args[0] == childArg0 || os.Args[0] == probeArg0)
 }
 
 // childError is how a failed set-up step travels to the parent.
@@ -50,9 +50,6 @@ type childError struct {
 func ChildMain() {
 	if os.Args[0] == probeArg0 {
 		probeMain()
-	}
-	if os.Args[0] == holderArg0 {
-		holdNamespace()
 	}
 	// Capabilities, no_new_privs and seccomp are per thread: everything
 	// runs on this one thread, which ends in execve.

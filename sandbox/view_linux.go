@@ -256,55 +256,6 @@ func idmappedTree(dir string, from, to Owner) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "kept-idmapped"), nil
 }
 
-// holderArg0 is argv[0] of a process that only holds a user namespace
-// open until its stdin ends (userNamespace).
-const holderArg0 = "nbs-userns-holder"
-
-// userNamespace returns a user namespace whose ids from (inside) are to
-// (outside): an idmapped mount shows a file of from as one of to. A
-// namespace needs a process to create it; this one lives until the
-// namespace is open.
-func userNamespace(from, to Owner) (*os.File, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	defer w.Close()
-	cmd := &exec.Cmd{
-		Path:  "/proc/self/exe",
-		Args:  []string{holderArg0},
-		Env:   []string{},
-		Stdin: r,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  unix.CLONE_NEWUSER,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: from.UID, HostID: to.UID, Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: from.GID, HostID: to.GID, Size: 1}},
-			Pdeathsig:   syscall.SIGKILL,
-		},
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("create a user namespace for the idmapped mount: %w", err)
-	}
-	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
-	// Held open, the namespace needs its creator no more: killed, it
-	// ends at once instead of after its runtime has started.
-	cmd.Process.Kill()
-	w.Close()
-	cmd.Wait()
-	if err != nil {
-		return nil, fmt.Errorf("open the idmapped mount's user namespace: %w", err)
-	}
-	return ns, nil
-}
-
-// holdNamespace is the holder process's whole life.
-func holdNamespace() {
-	var b [1]byte
-	os.Stdin.Read(b[:])
-	os.Exit(0)
-}
-
 // mountView mounts the copy-on-write view of the kept directory on the
 // work directory's build/. It sits after "make mounts private", so that
 // nothing propagates to the host, and before the mount plan, which binds
