@@ -26,6 +26,10 @@ type Garbage struct {
 	// Busy says what uses it ("" when nothing does): an nbs session,
 	// a build still running, a process inside it.
 	Busy string
+	// Under are the kept changes (work directories of sessions kept
+	// with a copy-on-write view) that lie on it: it goes only with
+	// them.
+	Under []string
 }
 
 // GCPolicy is what nbs gc was asked to keep.
@@ -82,6 +86,32 @@ func (p GCPolicy) Decide(items []Garbage, now time.Time, euid int) []Verdict {
 			v.Remove = true
 		}
 		out = append(out, v)
+	}
+	// What kept changes lie on stays while they do: until nothing
+	// changes, an item that would go stays if something kept over it
+	// stays.
+	for changed := true; changed; {
+		changed = false
+		going := map[string]bool{}
+		for _, v := range out {
+			if v.Remove {
+				going[v.Path] = true
+			}
+		}
+		for i := range out {
+			v := &out[i]
+			if !v.Remove && !v.NeedsRoot {
+				continue
+			}
+			for _, u := range v.Under {
+				if !going[u] {
+					v.Remove, v.NeedsRoot = false, false
+					v.Reason = "the changes kept in " + u + " lie on it (nbs gc " + u + " first)"
+					changed = true
+					break
+				}
+			}
+		}
 	}
 	return out
 }

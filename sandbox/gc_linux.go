@@ -42,6 +42,7 @@ import (
 // each with what uses it. With dirs, only those are listed.
 func FindGarbage(search nix.KeptSearch, copyBases []string, dirs []string) ([]Garbage, error) {
 	var items []Garbage
+	copies := KeptCopies(copyBases)
 	if len(dirs) > 0 {
 		for _, d := range dirs {
 			g, err := garbageAt(d)
@@ -54,11 +55,12 @@ func FindGarbage(search nix.KeptSearch, copyBases []string, dirs []string) ([]Ga
 		for _, k := range nix.FindKept(search) {
 			items = append(items, keptGarbage(k))
 		}
-		for _, c := range KeptCopies(copyBases) {
+		for _, c := range copies {
 			items = append(items, copyGarbage(c))
 		}
 	}
 	markBusy(items)
+	markStacked(items, copies)
 	return items, nil
 }
 
@@ -66,7 +68,7 @@ func FindGarbage(search nix.KeptSearch, copyBases []string, dirs []string) ([]Ga
 // Nix gives (nix.ParseBuildDir) and nbs's own work directories qualify:
 // an env-vars in some project directory makes it nothing of the kind.
 func garbageAt(dir string) (Garbage, error) {
-	if c, err := ReadKeptCopy(dir); err == nil && strings.HasPrefix(filepath.Base(filepath.Dir(c.Dir)), workDirPrefix) {
+	if c, err := ReadKeptCopy(dir); err == nil && strings.HasPrefix(filepath.Base(c.WorkDir()), workDirPrefix) {
 		return copyGarbage(c), nil
 	}
 	abs := CanonicalDir(dir)
@@ -94,8 +96,45 @@ func keptGarbage(k nix.KeptDir) Garbage {
 }
 
 func copyGarbage(c KeptCopy) Garbage {
-	wd := filepath.Dir(c.Dir)
+	wd := c.WorkDir()
 	return Garbage{Path: wd, Dir: c.Dir, Copy: true, Name: filepath.Base(c.Origin), Time: c.Time, UID: ownerOf(wd)}
+}
+
+// markStacked sets Under for the items that kept changes (a session kept
+// with a copy-on-write view, KeptView) lie on: the kept directory at the
+// bottom, and kept changes entered again and kept once more.
+func markStacked(items []Garbage, copies []KeptCopy) {
+	type ino struct{ dev, ino uint64 }
+	id := func(p string) (ino, bool) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil {
+			return ino{}, false
+		}
+		return ino{uint64(st.Dev), st.Ino}, true
+	}
+	under := map[ino][]string{}
+	for _, c := range copies {
+		if c.View == nil {
+			continue
+		}
+		for _, l := range c.View.Lower {
+			p := l.Path
+			if l.Format != LayerOrig {
+				p = filepath.Dir(p) // the upper/ of a kept work directory
+			}
+			if i, ok := id(p); ok {
+				under[i] = append(under[i], c.WorkDir())
+			}
+		}
+	}
+	for i := range items {
+		for _, p := range []string{items[i].Path, items[i].Dir} {
+			if k, ok := id(p); ok && len(under[k]) > 0 {
+				items[i].Under = under[k]
+				break
+			}
+		}
+	}
 }
 
 func ownerOf(p string) int {

@@ -36,6 +36,11 @@ type keptBuild struct {
 	unsandboxed bool
 	// tools are Config.With as store paths.
 	tools []string
+	// above are kept changes over dir, top first, when the directory
+	// entered was such changes (nbs shell KEPT; see keptChanges), and
+	// origin is what a session kept with --keep was made from.
+	above  []Layer
+	origin string
 }
 
 // readBuild finds the build directory in dir, reads its env-vars and
@@ -50,12 +55,22 @@ func readBuild(dir string, with []string) (*keptBuild, error) {
 			dir = real
 		}
 	}
+	changes, above, err := keptChanges(dir)
+	if err != nil {
+		return nil, err
+	}
+	if changes != nil {
+		dir = changes.View.Orig().Path
+	}
 	buildDir, err := nix.FindBuildDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	b := &keptBuild{dir: buildDir, sandboxDir: "/build"}
-	envPath := filepath.Join(buildDir, "env-vars")
+	b := &keptBuild{dir: buildDir, sandboxDir: "/build", origin: buildDir, above: above}
+	if changes != nil {
+		b.origin = changes.Dir
+	}
+	envPath := layeredPath(above, buildDir, "env-vars")
 	if b.env, err = nix.ReadEnvVars(envPath); err != nil {
 		return nil, explainUnreadable(envPath, err)
 	}

@@ -512,12 +512,19 @@ func runOn(ctx context.Context, c *child, s *spec, ids Owner, view *viewFiles, s
 // are not counted as removed. A comparison that fails (the sandbox may
 // have made a directory unreadable) is only a debug message: the
 // session itself went well.
-func reportChanges(kept string, ws *workspace, changed func(diff.Summary), log *slog.Logger) {
-	compare := diff.Trees
+func reportChanges(b *keptBuild, ws *workspace, changed func(diff.Summary), log *slog.Logger) {
+	compare := diff.TreesOver
 	copy := ws.dir.build()
 	if ws.view != nil {
-		compare, copy = diff.Overlay, ws.view.Upper
+		compare, copy = diff.OverlayOver, ws.view.Upper
 	}
+	// What the session entered: the kept directory, with the kept
+	// changes entered again on top.
+	var kept diff.Stack
+	for _, l := range b.above {
+		kept = append(kept, l.Path)
+	}
+	kept = append(kept, b.dir)
 	cs, err := compare(kept, copy, diff.Options{Ignore: ws.notCopied})
 	if err != nil {
 		log.Debug("cannot compare /build with the kept directory", "err", err)

@@ -41,6 +41,13 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer unlock()
+	if b.above != nil {
+		unlockChanges, err := lockChanges(b.origin)
+		if err != nil {
+			return 0, "", err
+		}
+		defer unlockChanges()
+	}
 	// The sandbox user before the work directory, which belongs to it
 	// when nbs is root, and before nix runs: root's groups go first.
 	u, err := takeSandboxUser()
@@ -100,8 +107,8 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if err != nil {
 		return 0, "", err
 	}
-	defer func() { keptCopy, err = ws.close(c.Keep, b.dir, err) }()
-	if err := ws.enter(ctx, c, b.dir, u.ids, m == modeNoNamespaces, log); err != nil {
+	defer func() { keptCopy, err = ws.close(c.Keep, b.origin, err) }()
+	if err := ws.enter(ctx, c, b.dir, b.above, u.ids, m == modeNoNamespaces, log); err != nil {
 		// A copy cut short by a signal reports the signal.
 		if ierr := signals.Err(); ierr != nil {
 			return 0, "", ierr
@@ -155,7 +162,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	// Before the deferred clean-up removes the copy.
 	if c.Changed != nil {
-		reportChanges(b.dir, ws, c.Changed, log)
+		reportChanges(b, ws, c.Changed, log)
 	}
 	return status, "", nil
 }

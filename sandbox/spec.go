@@ -86,6 +86,9 @@ type viewSpec struct {
 	// work directory's lower/).
 	Lower   string `json:"lower"`
 	LowerFD bool   `json:"lowerFD,omitempty"`
+	// Above are the layers above Lower, top first: the changes of kept
+	// sessions (nbs shell KEPT), each an earlier view's upper directory.
+	Above []string `json:"above,omitempty"`
 	// FUSE: the view is a FUSE file system that the parent's
 	// fuse-overlayfs serves; the child mounts it from the /dev/fuse on
 	// viewFD and says so on viewReadyFD.

@@ -80,12 +80,16 @@ type viewChoice struct {
 }
 
 // chooseView picks the entry mode from what was asked (Config.Entry),
-// --keep, whether nbs is host root, and who owns the kept directory.
+// whether nbs is host root, and who owns the kept directory.
 // An explicit mode that cannot be had is an error.
 //
 // fuse is nil when an unprivileged FUSE view can be had (fuseAvailable),
 // else why not.
-func chooseView(asked string, keep, root bool, kept, sandbox Owner, fuse error) (viewChoice, error) {
+//
+// --keep takes any mode: what a view keeps is its upper directory (the
+// changes, a deletion a whiteout) and a record of the kept directory
+// below (KeptView), not a second copy.
+func chooseView(asked string, root bool, kept, sandbox Owner, fuse error) (viewChoice, error) {
 	switch asked {
 	case EntryAuto, EntryCopy, EntryOverlay, EntryFUSE:
 	default:
@@ -96,8 +100,6 @@ func chooseView(asked string, keep, root bool, kept, sandbox Owner, fuse error) 
 	}
 	var c viewChoice
 	switch {
-	case keep:
-		c = viewChoice{mode: EntryCopy, why: "--keep keeps a full copy"}
 	case asked == EntryFUSE && fuse == nil:
 		c = viewChoice{mode: EntryFUSE, why: "asked for"}
 	case kept == sandbox:
@@ -157,7 +159,7 @@ func openFUSE(v *viewSpec, log func(string, ...any)) (*viewFiles, func() *exec.C
 		if v.HostIDs {
 			uid, gid = os.Getuid(), os.Getgid()
 		}
-		opts := "lowerdir=" + escapeLowerdir(v.Lower) + ",upperdir=" + escapeOpt(v.Upper) + ",workdir=" + escapeOpt(v.Work) +
+		opts := "lowerdir=" + lowerdirOpt(v) + ",upperdir=" + escapeOpt(v.Upper) + ",workdir=" + escapeOpt(v.Work) +
 			fmt.Sprintf(",squash_to_uid=%d,squash_to_gid=%d", uid, gid)
 		cmd = &exec.Cmd{
 			Path:       mustLook(fuseOverlayfs),
@@ -293,7 +295,7 @@ func mountView(s *spec) error {
 	// may read back for the change summary; redirect_dir and metacopy,
 	// which need trusted xattrs, stay off, so that every change is an
 	// entry of its own in upper.
-	for _, kv := range [][2]string{{"lowerdir", escapeLowerdir(v.Lower)}, {"upperdir", v.Upper}, {"workdir", v.Work}} {
+	for _, kv := range [][2]string{{"lowerdir", lowerdirOpt(v)}, {"upperdir", v.Upper}, {"workdir", v.Work}} {
 		if err := set(kv[0], kv[1]); err != nil {
 			return err
 		}
@@ -333,6 +335,16 @@ func mountFUSE(v *viewSpec) error {
 		return fmt.Errorf("send the FUSE device to nbs: %w", err)
 	}
 	return unix.Close(viewReadyFD)
+}
+
+// lowerdirOpt is the overlay's lowerdir: the layers above the kept
+// directory, top first, then the kept directory.
+func lowerdirOpt(v *viewSpec) string {
+	var l []string
+	for _, p := range append(append([]string(nil), v.Above...), v.Lower) {
+		l = append(l, escapeLowerdir(p))
+	}
+	return strings.Join(l, ":")
 }
 
 // escapeLowerdir escapes what overlayfs's lowerdir option would split on.

@@ -14,14 +14,14 @@ import (
 func TestChooseView(t *testing.T) {
 	me, build := Owner{1001, 1001}, Owner{999, 994}
 	for _, c := range []struct {
-		name       string
-		asked      string
-		keep, root bool
-		owner      Owner
-		mode       string
-		idmap      bool
-		noFUSE     bool
-		err        string
+		name   string
+		asked  string
+		root   bool
+		owner  Owner
+		mode   string
+		idmap  bool
+		noFUSE bool
+		err    string
 	}{
 		{name: "own dir", owner: me, mode: EntryOverlay},
 		{name: "build user's, unprivileged", owner: build, mode: EntryFUSE},
@@ -30,11 +30,9 @@ func TestChooseView(t *testing.T) {
 		{name: "fuse asked, own dir", asked: EntryFUSE, owner: me, mode: EntryFUSE},
 		{name: "fuse asked, unavailable", asked: EntryFUSE, owner: build, noFUSE: true, err: "no FUSE view (no /dev/fuse)"},
 		{name: "build user's, root", root: true, owner: build, mode: EntryOverlay, idmap: true},
-		{name: "keep", keep: true, root: true, owner: build, mode: EntryCopy},
 		{name: "copy asked", asked: EntryCopy, root: true, owner: build, mode: EntryCopy},
 		{name: "overlay asked, root", asked: EntryOverlay, root: true, owner: build, mode: EntryOverlay, idmap: true},
 		{name: "overlay asked, unavailable", asked: EntryOverlay, owner: build, noFUSE: true, err: "not available here"},
-		{name: "overlay asked with keep", asked: EntryOverlay, keep: true, owner: me, err: "--keep"},
 		{name: "unknown", asked: "9p", owner: me, err: `unknown entry mode "9p"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -42,7 +40,7 @@ func TestChooseView(t *testing.T) {
 			if c.noFUSE {
 				fuse = errors.New("no /dev/fuse")
 			}
-			got, err := chooseView(c.asked, c.keep, c.root, c.owner, me, fuse)
+			got, err := chooseView(c.asked, c.root, c.owner, me, fuse)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err %v, want one with %q", err, c.err)

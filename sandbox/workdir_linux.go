@@ -173,7 +173,7 @@ func looksLikeWorkDir(dir string) bool {
 	}
 	for _, e := range entries {
 		switch e.Name() {
-		case ".lock", originFile, "build", "root", "tmp", "store", "upper", "work", "lower":
+		case ".lock", originFile, viewFile, "build", "root", "tmp", "store", "upper", "work", "lower":
 		default:
 			return false
 		}

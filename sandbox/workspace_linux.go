@@ -32,6 +32,10 @@ type workspace struct {
 	view       *viewSpec
 	files      *viewFiles
 	fuseServer func() *exec.Cmd
+	// lower is what /build lies on, top first (kept changes entered
+	// again, then the kept directory), as the session started: the
+	// record a view kept with --keep leaves (KeptView).
+	lower []Layer
 }
 
 // openWorkspace creates a work directory in $TMPDIR for u, first
@@ -82,7 +86,15 @@ func cleanStaleIn(base string, log *slog.Logger) {
 //
 // noNamespaces: the sandbox gets no mount namespace (modeNoNamespaces),
 // so nothing can be mounted for it, and /build is a copy.
-func (w *workspace) enter(ctx context.Context, c Config, buildDir string, sandbox Owner, noNamespaces bool, log *slog.Logger) error {
+//
+// above are kept changes over buildDir (nbs shell KEPT), top first: a
+// view stacks them, a copy applies them.
+func (w *workspace) enter(ctx context.Context, c Config, buildDir string, above []Layer, sandbox Owner, noNamespaces bool, log *slog.Logger) error {
+	orig, err := layerOf(buildDir, LayerOrig)
+	if err != nil {
+		return err
+	}
+	w.lower = append(append([]Layer(nil), above...), orig)
 	if noNamespaces {
 		log.Debug("entry mode: copy", "why", "no mount namespace here for a view")
 		return w.copy(ctx, buildDir, c.Progress, log)
@@ -92,12 +104,27 @@ func (w *workspace) enter(ctx context.Context, c Config, buildDir string, sandbo
 		return err
 	}
 	fuse := errors.New("nbs runs as root, which has the kernel's overlay")
-	if w.chown == nil && !c.Keep && (c.Entry == EntryFUSE || c.Entry == EntryAuto && owner != sandbox) {
+	if w.chown == nil && (c.Entry == EntryFUSE || c.Entry == EntryAuto && owner != sandbox) {
 		fuse = fuseAvailable()
 	}
-	choice, err := chooseView(c.Entry, c.Keep, w.chown != nil, owner, sandbox, fuse)
+	choice, err := chooseView(c.Entry, w.chown != nil, owner, sandbox, fuse)
 	if err != nil {
 		return err
+	}
+	if choice.mode != EntryCopy {
+		// Kept changes are stacked by the overlay that wrote them: the
+		// kernel's and fuse-overlayfs mark opaque directories each in
+		// their own way.
+		for _, l := range above {
+			if l.Format != layerFormat(choice.mode) {
+				why := fmt.Sprintf("the kept changes %s were made by %s, which this view (%s) cannot stack", l.Path, formatName(l.Format), choice.mode)
+				if c.Entry != EntryAuto {
+					return fmt.Errorf("entry mode %s is not available: %s", choice.mode, why)
+				}
+				choice = viewChoice{mode: EntryCopy, why: why}
+				break
+			}
+		}
 	}
 	if choice.mode != EntryCopy {
 		var same *Owner
@@ -133,6 +160,9 @@ func (w *workspace) overlay(buildDir string, owner Owner, choice viewChoice, log
 		return err
 	}
 	v := &viewSpec{Lower: buildDir, Upper: w.dir.upper(), Work: w.dir.work(), Target: w.dir.build()}
+	for _, l := range w.lower[:len(w.lower)-1] {
+		v.Above = append(v.Above, l.Path)
+	}
 	if choice.mode == EntryFUSE {
 		files, server := openFUSE(v, log.Debug)
 		v.FUSE = true
@@ -195,7 +225,30 @@ func (w *workspace) copy(ctx context.Context, buildDir string, progress func(Cop
 	for _, s := range report.Skipped {
 		log.Warn("not copied (cannot be re-created): " + s)
 	}
+	// Kept changes over the kept directory, bottom first.
+	for i := len(w.lower) - 2; i >= 0; i-- {
+		l := w.lower[i]
+		log.Debug("applying kept changes to the copy", "changes", l.Path)
+		if err := applyLayer(l.Path, l.Format, w.dir.build(), w.chown); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// layerFormat is the format of the upper directory a view of mode writes.
+func layerFormat(mode string) string {
+	if mode == EntryFUSE {
+		return LayerFUSE
+	}
+	return LayerKernel
+}
+
+func formatName(format string) string {
+	if format == LayerFUSE {
+		return "fuse-overlayfs"
+	}
+	return "the kernel's overlay"
 }
 
 // close ends the workspace once the session has ended with err. With
@@ -203,12 +256,29 @@ func (w *workspace) copy(ctx context.Context, buildDir string, progress func(Cop
 // before its lock is let go, so that no later nbs takes it for an
 // abandoned one, and the copy's path is returned; otherwise it is
 // removed. It returns the session's error, or its own.
+//
+// A view keeps its upper directory, the changes, and the record of what
+// they lie on (KeptView, written before .origin marks the directory
+// kept); the work directory itself is then the kept result.
 func (w *workspace) close(keep bool, origin string, err error) (keptCopy string, _ error) {
+	view := w.view
 	w.dropView()
 	if keep && err == nil {
-		if err = writeOrigin(w.dir.path, CanonicalDir(origin), w.chown); err == nil {
+		kept := w.dir.build()
+		if view != nil {
+			kv := &KeptView{Format: LayerKernel, Lower: w.lower}
+			if view.FUSE {
+				kv.Format = LayerFUSE
+			}
+			err = writeRecord(w.dir.path, viewFile, formatView(kv), w.chown)
+			kept = w.dir.path
+		}
+		if err == nil {
+			err = writeOrigin(w.dir.path, CanonicalDir(origin), w.chown)
+		}
+		if err == nil {
 			w.dir.lock.Close()
-			return w.dir.build(), nil
+			return kept, nil
 		}
 	}
 	if rerr := w.dir.remove(); rerr != nil && err == nil {

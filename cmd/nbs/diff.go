@@ -34,9 +34,10 @@ func newCmdDiff(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "diff [--stat] DIR [COPY]",
 		Short: "Show what changed in a sandbox's kept copy of a build directory",
-		Long: `Compare the kept build directory DIR with a copy of it that
-'nbs shell --keep DIR' kept (by default the newest kept copy of DIR) and
-print what changed, as a patch: a unified diff for each text file that was
+		Long: `Compare the kept build directory DIR with what 'nbs shell --keep DIR'
+kept of /build (by default the newest kept of DIR: a copy, or the changes
+a copy-on-write view made, where a deletion is a deletion) and print what
+changed, as a patch: a unified diff for each text file that was
 changed, added or removed, with the names a/PATH (DIR) and b/PATH (the
 copy). A fix found in the sandbox goes straight into a patch file:
 
@@ -82,9 +83,24 @@ colored unless NO_COLOR is set (and not empty).`,
 
 func diffRun(opts *DiffOptions) error {
 	f := opts.f
-	kept, err := nix.FindBuildDir(opts.Dir)
-	if err != nil {
+	var kept string
+	var err error
+	// DIR as the sessions kept of it saw it.
+	var dirStack diff.Stack
+	if k, kerr := sandbox.ReadKeptCopy(opts.Dir); kerr == nil && k.View != nil {
+		// Changes kept from a view, entered and kept again: DIR is the
+		// kept directory with those changes on top.
+		if err := k.View.Check(); err != nil {
+			return fmt.Errorf("diff: %s holds the changes a session made, but %w", k.Dir, err)
+		}
+		kept = k.Dir
+		for _, l := range k.View.Stack() {
+			dirStack = append(dirStack, l.Path)
+		}
+	} else if kept, err = nix.FindBuildDir(opts.Dir); err != nil {
 		return err
+	} else {
+		dirStack = diff.Stack{kept}
 	}
 	origin := sandbox.CanonicalDir(kept)
 	var cp sandbox.KeptCopy
@@ -109,12 +125,30 @@ func diffRun(opts *DiffOptions) error {
 		}
 	}
 	f.Log().Debug("comparing", "kept", kept, "copy", cp.Dir)
-	changes, err := diff.Trees(kept, cp.Dir, diff.Options{})
+	// A copy is compared with DIR; a view's changes with what they lie
+	// on, as the session saw it.
+	old, changes, err := dirStack, []diff.Change(nil), error(nil)
+	if v := cp.View; v != nil {
+		if err := v.Check(); err != nil {
+			return fmt.Errorf("diff: %s holds the changes a session made, but %w", cp.Dir, err)
+		}
+		old = nil
+		for _, l := range v.Lower {
+			old = append(old, l.Path)
+		}
+		changes, err = diff.OverlayOver(old, v.Upper, diff.Options{})
+	} else {
+		changes, err = diff.TreesOver(old, cp.Dir, diff.Options{})
+	}
 	if err == nil {
 		if opts.Stat {
 			err = writeStat(f.Stdout, changes)
 		} else {
-			err = writeDiff(f.Stdout, kept, cp.Dir, changes)
+			newDir := cp.Dir
+			if cp.View != nil {
+				newDir = cp.View.Upper
+			}
+			err = writeDiff(f.Stdout, old, newDir, changes)
 		}
 	}
 	if errors.Is(err, fs.ErrPermission) {
@@ -136,12 +170,12 @@ func writeStat(w io.Writer, changes []diff.Change) error {
 }
 
 // writeDiff writes the patch, colored like git's on a terminal.
-func writeDiff(out *os.File, kept, copy string, changes []diff.Change) error {
+func writeDiff(out *os.File, kept diff.Stack, copy string, changes []diff.Change) error {
 	if !terminal.IsTerminal(out) || terminal.NoColor() {
-		return diff.Write(out, kept, copy, changes)
+		return diff.WriteOver(out, kept, copy, changes)
 	}
 	var buf bytes.Buffer
-	if err := diff.Write(&buf, kept, copy, changes); err != nil {
+	if err := diff.WriteOver(&buf, kept, copy, changes); err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(out)

@@ -126,16 +126,15 @@ func TestGCUser(t *testing.T) {
 	}
 
 	res = runNBS(t, u, nil, "shell", "--keep", dir, "true")
-	i := strings.Index(res.stderr, "kept the sandbox's copy of /build in ")
-	if res.code != 0 || i < 0 {
+	kept := keptPath(res.stderr)
+	if res.code != 0 || kept == "" {
 		t.Fatalf("shell --keep: status %d: %s", res.code, res.stderr)
 	}
-	kept := strings.TrimSpace(res.stderr[i+len("kept the sandbox's copy of /build in "):])
 	res = runNBS(t, u, nil, "gc", kept)
 	if res.code != 0 || !strings.Contains(res.stdout, "removed") || !strings.Contains(res.stdout, "copy of ") {
 		t.Errorf("gc of own kept copy: status %d\n%s\n%s", res.code, res.stdout, res.stderr)
 	}
-	if _, err := os.Lstat(filepath.Dir(kept)); !os.IsNotExist(err) {
+	if _, err := os.Lstat(keptWorkDir(kept)); !os.IsNotExist(err) {
 		t.Errorf("gc left the kept copy's work directory: %v", err)
 	}
 

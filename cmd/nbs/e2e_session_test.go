@@ -187,17 +187,17 @@ func TestShellKeepDiff(t *testing.T) {
 
 	res = nbsIn(t, tmp, nil, "shell", "--keep", dir, "sh", "-c", "echo fixed > src/file.txt; printf 'new\\nfile\\n' > src/new.txt; rm src/link; chmod 0700 src/run.sh")
 	lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
-	if res.code != 0 || len(lines) != 2 || lines[0] != "nbs: /build changed: 2 files changed, 1 added, 1 removed" || !strings.HasPrefix(lines[1], "nbs: kept the sandbox's copy of /build in ") {
+	kept := keptPath(res.stderr)
+	if res.code != 0 || len(lines) != 2 || lines[0] != "nbs: /build changed: 2 files changed, 1 added, 1 removed" || kept == "" {
 		t.Fatalf("status %d, stderr %q", res.code, res.stderr)
 	}
-	kept := strings.TrimPrefix(lines[1], "nbs: kept the sandbox's copy of /build in ")
 
 	// Another session in the same TMPDIR cleans stale copies: not this.
 	if res := nbsIn(t, tmp, nil, "shell", dir, "true"); res.code != 0 {
 		t.Fatalf("second nbs: %d %s", res.code, res.stderr)
 	}
-	if _, err := os.Stat(filepath.Join(kept, "src/new.txt")); err != nil {
-		t.Fatalf("the kept copy is gone after another nbs ran: %v", err)
+	if res := nbsIn(t, tmp, nil, "shell", kept, "cat", "/build/src/new.txt"); res.code != 0 || res.stdout != "new\nfile\n" {
+		t.Fatalf("the kept result is gone after another nbs ran: %d %q %s", res.code, res.stdout, res.stderr)
 	}
 
 	res = nbsIn(t, tmp, nil, "diff", dir)

@@ -116,7 +116,11 @@ func listRun(opts *ListOptions) error {
 		}
 		fmt.Fprintln(tw, "AGE\tSIZE\tKEPT COPY\tCOPIED FROM")
 		for i, c := range copies {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", age(now, c.Time), sizes[len(kept)+i], oneLine(c.Dir), oneLine(c.Origin))
+			from := oneLine(c.Origin)
+			if c.View != nil {
+				from += " (changes only, over it)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", age(now, c.Time), sizes[len(kept)+i], oneLine(c.Dir), from)
 		}
 	}
 	if err := tw.Flush(); err != nil {

@@ -113,7 +113,7 @@ Copying a big directory shows a progress bar when stderr is a terminal.`,
 	cmd.Flags().SetInterspersed(false)
 	addRemoteFlag(cmd, opts) // --remote URI: DIR is on a builder (remote.go)
 	cmd.Flags().BoolVar(&opts.Copy, "copy", false, copyFlagUsage)
-	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the sandbox's copy of the build directory after it ends and print its path ('nbs diff DIR' compares it)")
+	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "keep the sandbox's /build after it ends (a copy, or a view's changes only) and print its path ('nbs diff DIR' compares it, 'nbs shell PATH' enters it)")
 	cmd.Flags().StringArrayVar(&opts.With, "with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the sandbox and its bin/ to PATH; repeatable")
 	cmd.Flags().StringVar(&opts.Run, "run", "", "run the shell code `CMD` in the interactive shell's environment and directory (stdenv's commands too) and exit with its status")
 	cmd.Flags().BoolVar(&opts.Last, "last", false, "enter the newest kept build directory (see 'nbs list'); no DIR then")
@@ -136,12 +136,24 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 		With:    with,
 	})
 	if kept != "" {
-		fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's copy of /build in %s\n", kept)
+		printKept(f, kept)
 	}
 	if err != nil {
 		return err
 	}
 	return &exitStatus{status}
+}
+
+// printKept says where the session's /build was kept: a copy, or the
+// changes a copy-on-write view made, over the directory it entered.
+func printKept(f *Factory, kept string) {
+	k, err := sandbox.ReadKeptCopy(kept)
+	if err != nil || k.View == nil {
+		fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's copy of /build in %s\n", kept)
+		return
+	}
+	fmt.Fprintf(f.Stderr, "nbs: kept the sandbox's changes to /build in %s (over %s: 'nbs shell %s' enters the result, 'nbs diff %s' shows the changes)\n",
+		kept, k.Origin, shquote.Paste(kept), shquote.Paste(k.Origin))
 }
 
 // enterLocal enters a kept directory on this machine on the CLI's

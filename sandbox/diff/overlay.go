@@ -28,6 +28,12 @@ import (
 // .wh..wh..opq). A deleted file is reported as Removed, not as something
 // added to upper.
 func Overlay(lower, upper string, opts Options) ([]Change, error) {
+	return OverlayOver(Stack{lower}, upper, opts)
+}
+
+// OverlayOver is Overlay with lower the merged view of a stack of
+// layers (kept changes over a kept directory).
+func OverlayOver(lower Stack, upper string, opts Options) ([]Change, error) {
 	t := &trees{old: lower, new: upper, ignore: map[string]bool{}, overlay: true}
 	for _, p := range opts.Ignore {
 		t.ignore[path.Clean(p)] = true
@@ -95,7 +101,7 @@ func (t *trees) overlayDir(rel string) error {
 			continue
 		}
 		if whiteouts[name] {
-			if _, err := os.Lstat(filepath.Join(t.old, p)); err == nil {
+			if _, err := t.old.lstat(p); err == nil {
 				if err := t.entry(p, true, false); err != nil {
 					return err
 				}
@@ -106,7 +112,7 @@ func (t *trees) overlayDir(rel string) error {
 		if err != nil {
 			return fmt.Errorf("compare: %w", err)
 		}
-		low, lerr := os.Lstat(filepath.Join(t.old, p))
+		low, lerr := t.old.lstat(p)
 		inOld := lerr == nil
 		if lerr != nil && !errors.Is(lerr, fs.ErrNotExist) {
 			return fmt.Errorf("compare: %w", lerr)
@@ -120,7 +126,7 @@ func (t *trees) overlayDir(rel string) error {
 			// A directory merged from both: its own mode, then what
 			// upper changed in it.
 			if low.Mode() != up.Mode() {
-				o, _ := lstat(t.old, p)
+				o, _ := lstat(t.old.path(p), ".")
 				n, _ := lstat(t.new, p)
 				t.out = append(t.out, Change{Path: p, Kind: Modified, Old: o, New: n})
 			}

@@ -68,6 +68,11 @@ type Options struct {
 // when they are missing from new: a copy cannot hold them. The roots
 // themselves are not compared, only what is in them.
 func Trees(old, new string, opts Options) ([]Change, error) {
+	return TreesOver(Stack{old}, new, opts)
+}
+
+// TreesOver is Trees with old the merged view of a stack of layers.
+func TreesOver(old Stack, new string, opts Options) ([]Change, error) {
 	t := &trees{old: old, new: new, ignore: map[string]bool{}}
 	for _, p := range opts.Ignore {
 		t.ignore[path.Clean(p)] = true
@@ -79,9 +84,10 @@ func Trees(old, new string, opts Options) ([]Change, error) {
 }
 
 type trees struct {
-	old, new string
-	ignore   map[string]bool
-	out      []Change
+	old    Stack
+	new    string
+	ignore map[string]bool
+	out    []Change
 	// overlay: new is an overlay's upper directory (see Overlay), whose
 	// whiteout files are not entries.
 	overlay bool
@@ -103,7 +109,7 @@ func (t *trees) dir(rel string, inOld, inNew bool) error {
 	var on, nn []string
 	var err error
 	if inOld {
-		if on, err = readNames(filepath.Join(t.old, rel)); err != nil {
+		if on, err = t.old.names(rel); err != nil {
 			return fmt.Errorf("compare: %w", err)
 		}
 	}
@@ -165,7 +171,7 @@ func (t *trees) entry(p string, inOld, inNew bool) error {
 	var o, n Entry
 	var err error
 	if inOld {
-		if o, err = lstat(t.old, p); err != nil {
+		if o, err = lstat(t.old.path(p), "."); err != nil {
 			return err
 		}
 	}
@@ -214,7 +220,7 @@ func (t *trees) entry(p string, inOld, inNew bool) error {
 		if !changed && o.Size != n.Size {
 			changed = true
 		} else if !changed && !o.ModTime.Equal(n.ModTime) {
-			same, err := sameContent(filepath.Join(t.old, p), filepath.Join(t.new, p))
+			same, err := sameContent(t.old.path(p), filepath.Join(t.new, p))
 			if err != nil {
 				return err
 			}

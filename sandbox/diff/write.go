@@ -23,6 +23,11 @@ import (
 //	Mode of PATH changed: 0644 -> 0755
 //	PATH: regular file replaced by directory
 func Write(w io.Writer, old, new string, changes []Change) error {
+	return WriteOver(w, Stack{old}, new, changes)
+}
+
+// WriteOver is Write with old the merged view of a stack of layers.
+func WriteOver(w io.Writer, old Stack, new string, changes []Change) error {
 	bw := bufio.NewWriter(w)
 	for _, c := range changes {
 		if err := writeChange(bw, old, new, c); err != nil {
@@ -68,7 +73,7 @@ func typeName(m fs.FileMode) string {
 	return "file"
 }
 
-func writeChange(w io.Writer, old, new string, c Change) error {
+func writeChange(w io.Writer, old Stack, new string, c Change) error {
 	p := quote(c.Path)
 	switch c.Kind {
 	case Added:
@@ -79,7 +84,7 @@ func writeChange(w io.Writer, old, new string, c Change) error {
 		return err
 	case Removed:
 		if c.Old.Mode.IsRegular() && c.Old.Size > 0 {
-			return fileDiff(w, filepath.Join(old, c.Path), "", "a/"+p, "/dev/null")
+			return fileDiff(w, old.path(c.Path), "", "a/"+p, "/dev/null")
 		}
 		_, err := fmt.Fprintf(w, "Only in the kept directory: %s\n", describe(c.Old, c.Path))
 		return err
@@ -98,7 +103,7 @@ func writeChange(w io.Writer, old, new string, c Change) error {
 		_, err := fmt.Fprintf(w, "Symlink %s changed: %s -> %s\n", p, quote(c.Old.Target), quote(c.New.Target))
 		return err
 	case c.Old.Mode.IsRegular():
-		return fileDiff(w, filepath.Join(old, c.Path), filepath.Join(new, c.Path), "a/"+p, "b/"+p)
+		return fileDiff(w, old.path(c.Path), filepath.Join(new, c.Path), "a/"+p, "b/"+p)
 	}
 	return nil
 }
