@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -68,6 +69,47 @@ func TestGCDecide(t *testing.T) {
 					t.Errorf("%s: %s: remove %v, reason %q; want kept: %s", tc.name, v.Path, v.Remove, v.Reason, want)
 				}
 			}
+		}
+	}
+}
+
+// TestGCDecideUnder: what kept changes lie on goes only with them, down
+// a chain of kept changes.
+func TestGCDecideUnder(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	items := []Garbage{
+		{Path: "/tmp/nix-build-a.drv-0", UID: 0, Time: now, Under: []string{"/tmp/nbs-1", "/tmp/nbs-2"}},
+		{Path: "/tmp/nbs-1", Copy: true, UID: 0, Time: now.Add(-2 * time.Hour), Under: []string{"/tmp/nbs-2"}},
+		{Path: "/tmp/nbs-2", Copy: true, UID: 0, Time: now.Add(-time.Hour)},
+	}
+	verdict := func(vs []Verdict, p string) Verdict {
+		for _, v := range vs {
+			if v.Path == p {
+				return v
+			}
+		}
+		t.Fatalf("no verdict for %s", p)
+		return Verdict{}
+	}
+	all := GCPolicy{}.Decide(items, now, 0)
+	for _, it := range items {
+		if !verdict(all, it.Path).Remove {
+			t.Errorf("everything going: %s stays: %s", it.Path, verdict(all, it.Path).Reason)
+		}
+	}
+	// The newest kept changes stay (--keep 1): what they lie on stays.
+	some := GCPolicy{Keep: 1}.Decide(items[1:], now, 0)
+	if v := verdict(some, "/tmp/nbs-2"); v.Remove {
+		t.Errorf("the newest copy goes with --keep 1")
+	}
+	if v := verdict(some, "/tmp/nbs-1"); v.Remove || !strings.Contains(v.Reason, "lie on it") {
+		t.Errorf("removed kept changes that /tmp/nbs-2 lies on: %+v", v)
+	}
+	items[2].Busy = "an nbs session holds it"
+	busy := GCPolicy{}.Decide(items, now, 0)
+	for _, p := range []string{"/tmp/nix-build-a.drv-0", "/tmp/nbs-1"} {
+		if v := verdict(busy, p); v.Remove || !strings.Contains(v.Reason, "/tmp/nbs-2") {
+			t.Errorf("%s under busy kept changes: %+v", p, v)
 		}
 	}
 }

@@ -104,3 +104,39 @@ func changeKeys(cs []Change) []string {
 	}
 	return out
 }
+
+// TestOverlayOverStack: changes over kept changes (a stack of an upper
+// directory on the kept directory) are compared with the merged view:
+// what the lower upper deleted is not there, what it added is.
+func TestOverlayOverStack(t *testing.T) {
+	old, _ := makeTrees(t, func(string) {})
+	first := t.TempDir()
+	os.MkdirAll(filepath.Join(first, "src/dir"), 0o755)
+	os.WriteFile(filepath.Join(first, "src/.wh.gone.txt"), nil, 0o644)
+	os.WriteFile(filepath.Join(first, "src/dir/.wh..wh..opq"), nil, 0o644)
+	os.WriteFile(filepath.Join(first, "src/dir/fresh.txt"), []byte("fresh\n"), 0o644)
+	os.WriteFile(filepath.Join(first, "added.txt"), []byte("new\n"), 0o644)
+	lower := Stack{first, old}
+	names, err := lower.names("src/dir")
+	if err != nil || !reflect.DeepEqual(names, []string{"fresh.txt"}) {
+		t.Errorf("merged src/dir = %v, %v; want only fresh.txt (opaque)", names, err)
+	}
+	if _, err := lower.lstat("src/gone.txt"); err == nil {
+		t.Errorf("a whiteout in the upper layer does not hide src/gone.txt")
+	}
+	second := t.TempDir()
+	os.MkdirAll(filepath.Join(second, "src"), 0o755)
+	os.WriteFile(filepath.Join(second, ".wh.added.txt"), nil, 0o644)
+	os.WriteFile(filepath.Join(second, "src/dir/.wh.fresh.txt"), nil, 0o644)
+	os.MkdirAll(filepath.Join(second, "src/dir"), 0o755)
+	os.WriteFile(filepath.Join(second, "src/dir/.wh.fresh.txt"), nil, 0o644)
+	os.WriteFile(filepath.Join(second, "src/gone.txt"), []byte("back\n"), 0o644)
+	got, err := OverlayOver(lower, second, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"D added.txt", "D src/dir/fresh.txt", "A src/gone.txt"}
+	if !reflect.DeepEqual(changeKeys(got), want) {
+		t.Errorf("got %v, want %v", changeKeys(got), want)
+	}
+}
