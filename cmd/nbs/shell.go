@@ -45,8 +45,8 @@ and run CMD there, or an interactive shell when no CMD is given.
 CMD runs as   $SHELL -c 'source /build/env-vars; exec "$@"' -- CMD ARG...
 with SHELL taken from DIR/env-vars. nbs exits with CMD's status (128+N if
 a signal N killed it). DIR is never modified: the sandbox works on a
-private copy-on-write view of it (or, with --copy or --keep, a copy),
-removed when the sandbox ends (see --keep).
+private copy-on-write view of it (or, with --copy, a copy), removed when
+the sandbox ends (see --keep).
 
 DIR may also be the parent of the kept directory where newer Nix nests it
 (/nix/var/nix/builds/nix-PID-N holding build/). When the kept files belong
@@ -72,7 +72,9 @@ NIX_PATH. The rest of the sandbox stays as Nix made it.
 
 When the sandbox ends, nbs says whether files in /build changed
 ("nbs: /build changed: 2 files changed, 1 added, 0 removed"); with --keep
-the copy stays and 'nbs diff DIR' shows the changes as a patch. --last
+what the session made of /build stays (a view keeps only its changes,
+over DIR; a copy the copy): 'nbs diff DIR' shows the changes as a patch,
+'nbs shell KEPT' enters the result. --last
 enters the newest kept build directory ('nbs list' shows them all).
 Copying a big directory shows a progress bar when stderr is a terminal.`,
 		Example: `  nbs shell /tmp/nix-build-wttr.drv-0
