@@ -40,6 +40,9 @@ import (
 func TestContainment(t *testing.T) {
 	rs := runners(t)
 	dir := escCopy(t, buildFailure(t, "fail"))
+	// Symlinks out of the kept directory and a fifo, for the view's
+	// checks (escView).
+	links := escCopy(t, buildFailure(t, "failLinks"))
 	nbsID := escFileID(t, nbsBin)
 	// The caller's own kept directory, which an unprivileged overlay
 	// can show.
@@ -50,13 +53,15 @@ func TestContainment(t *testing.T) {
 				if mode == sandbox.EntryFUSE && r.user == nil {
 					continue // the unprivileged view; root has the kernel's
 				}
-				d := dir
+				d, l := dir, links
 				if mode == sandbox.EntryOverlay && r.user != nil {
 					if own[r.name] == "" {
 						own[r.name] = escCopy(t, dir)
 						chownTree(t, own[r.name], r.user.uid, r.user.gid)
+						own[r.name+" links"] = escCopy(t, links)
+						chownTree(t, own[r.name+" links"], r.user.uid, r.user.gid)
 					}
-					d = own[r.name]
+					d, l = own[r.name], own[r.name+" links"]
 				}
 				r := r
 				r.env = append(append([]string(nil), r.env...), "NBS_ENTRY_MODE="+mode)
@@ -64,12 +69,17 @@ func TestContainment(t *testing.T) {
 					if mode == sandbox.EntryFUSE {
 						requireFUSE(t, r.user)
 					}
-					before := treeSum(t, d)
+					before, beforeLinks := treeSum(t, d), treeSum(t, l)
 					t.Run("attempts", func(t *testing.T) { escAttempts(t, r, d, nbsID) })
 					t.Run("kill", func(t *testing.T) { escKill(t, r, d) })
 					t.Run("tiocsti", func(t *testing.T) { escTIOCSTI(t, r, "shell", d) })
+					t.Run("view", func(t *testing.T) { escView(t, r, l, mode) })
+					t.Run("device", func(t *testing.T) { escDevice(t, r, l, mode) })
 					if after := treeSum(t, d); after != before {
 						t.Errorf("ESCAPE: the kept directory changed:\n%s\nwas\n%s", after, before)
+					}
+					if after := treeSum(t, l); after != beforeLinks {
+						t.Errorf("ESCAPE: the kept directory changed:\n%s\nwas\n%s", after, beforeLinks)
 					}
 				})
 			}

@@ -129,6 +129,23 @@ in
     exit 3
   '';
 
+  # Fails leaving what a view of /build must not resolve on the host:
+  # symlinks to a host-only file and up out of the build directory, a
+  # fifo (the containment test adds a device node to a copy of it, which
+  # no build can make).
+  failLinks = mk "nbs-e2e-fail-links" ''
+    mkdir -p src/sub
+    echo hello > src/file.txt
+    echo deep > src/sub/deep.txt
+    ln -s /etc/shadow src/shadow-link
+    ln -s ../../.. src/up-link
+    ln -s /nix/var/nix/daemon-socket/socket src/daemon-link
+    mkfifo src/fifo
+    export -p > $NIX_BUILD_TOP/env-vars
+    echo "nbs-e2e: failing on purpose" >&2
+    exit 3
+  '';
+
   # stdenv builds (the stand-in) that fail in buildPhase: env-vars 0600
   # as recent nixpkgs writes it, or 0644 for an unprivileged nbs; plain
   # and with structured attrs.

@@ -130,7 +130,7 @@ func main() {
 	// descriptors the sandbox handed us.
 	fds, fdsErr := inheritedFDs()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: escape probe|nested|tty|kill|killall|sleep|linger")
+		fmt.Fprintln(os.Stderr, "usage: escape probe|nested|tty|kill|killall|sleep|linger|view")
 		os.Exit(2)
 	}
 	// Nothing here may hang the sandbox (and with it the test).
@@ -150,6 +150,8 @@ func main() {
 		ttyAttempts(o)
 	case "kill":
 		killMode(o, os.Args[2:])
+	case "view":
+		viewMode(o, os.Args[2:])
 	case "killall":
 		o.err(report.KillAll, strconv.Itoa(os.Getpid()), unix.Kill(-1, unix.SIGKILL))
 	case "sleep":
@@ -219,7 +221,7 @@ func probe(o out, fds []fdInfo, fdsErr error, args []string) {
 	fl.Parse(args)
 
 	// The test writes the host pids to our stdin: "test=N nbs=N".
-	hostPids := readHostPids()
+	hostPids := readHostPids(5 * time.Second)
 
 	// Inherited descriptors: only stdin, stdout and stderr (Nix's
 	// closeExtraFDs); a leaked directory descriptor is a way out.
@@ -253,22 +255,34 @@ func probe(o out, fds []fdInfo, fdsErr error, args []string) {
 	plant(o, f.canary)
 }
 
-func readHostPids() map[string]int {
+func readHostPids(wait time.Duration) map[string]int {
+	return hostPidsIn(readStdinLine(wait))
+}
+
+// readStdinLine is the line the test writes to our stdin, "" when none
+// comes within wait.
+func readStdinLine(wait time.Duration) string {
 	line := make(chan string, 1)
 	go func() {
 		s, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 		line <- s
 	}()
-	pids := map[string]int{}
 	select {
 	case s := <-line:
-		for _, kv := range strings.Fields(s) {
-			k, v, _ := strings.Cut(kv, "=")
-			if n, err := strconv.Atoi(v); err == nil {
-				pids[k] = n
-			}
+		return s
+	case <-time.After(wait):
+		return ""
+	}
+}
+
+// hostPidsIn reads the "ROLE=PID" fields of the test's line.
+func hostPidsIn(s string) map[string]int {
+	pids := map[string]int{}
+	for _, kv := range strings.Fields(s) {
+		k, v, _ := strings.Cut(kv, "=")
+		if n, err := strconv.Atoi(v); err == nil {
+			pids[k] = n
 		}
-	case <-time.After(5 * time.Second):
 	}
 	return pids
 }
@@ -1280,4 +1294,127 @@ func killMode(o out, args []string) {
 	o.err(report.Linger, "", l.Start())
 	os.Stdout.Sync()
 	os.Exit(*code)
+}
+
+// viewMode checks what /build shows of the kept directory: none of the
+// view's host paths (-paths), symlinks that stay symlinks and resolve
+// inside the sandbox (-links: /build paths; -follow: those whose
+// targets the host has and the sandbox must not), a fifo of its own
+// (-fifo), no device (-device); it changes /build in every way (-write,
+// a directory in /build), which must not reach the kept directory, and
+// tries the host pids given on stdin (the FUSE server's: "fuse=PID").
+func viewMode(o out, args []string) {
+	fl := flag.NewFlagSet("view", flag.ExitOnError)
+	paths := fl.String("paths", "", "comma-separated host paths of the view")
+	links := fl.String("links", "", "comma-separated symlinks in /build")
+	follow := fl.String("follow", "", "comma-separated symlinks in /build whose targets must not open")
+	fifo := fl.String("fifo", "", "a fifo in /build that the test holds open on the host")
+	device := fl.String("device", "", "a device node's path in /build")
+	write := fl.String("write", "", "a directory in /build to change")
+	fl.Parse(args)
+	split := func(s string) []string {
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, ",")
+	}
+	// The test's line: host pids (ROLE=PID) and the view's host paths
+	// (path=P), which it learns once nbs has made them.
+	line := readStdinLine(50 * time.Second)
+	hosts := split(*paths)
+	for _, kv := range strings.Fields(line) {
+		if p, ok := strings.CutPrefix(kv, "path="); ok {
+			hosts = append(hosts, p)
+		}
+	}
+	for _, p := range hosts {
+		_, err := os.Lstat(p)
+		o.err(report.ViewPath, p, err)
+	}
+	for _, l := range split(*links) {
+		fi, err := os.Lstat(l)
+		switch {
+		case err != nil:
+			o.err(report.ViewLink, l, err)
+		case fi.Mode()&os.ModeSymlink == 0:
+			o.value(report.ViewLink, l, "%s", fi.Mode().Type())
+		default:
+			t, err := os.Readlink(l)
+			if err != nil {
+				o.err(report.ViewLink, l, err)
+			} else {
+				o.value(report.ViewLink, l, "symlink %s", t)
+			}
+		}
+		// Where it leads, listed (a directory) as a fact.
+		if fi, err := os.Stat(l); err == nil && fi.IsDir() {
+			o.list(report.Ls, l+"/", l+"/")
+		}
+	}
+	for _, l := range split(*follow) {
+		f, err := os.Open(l)
+		if err == nil {
+			b := make([]byte, 64)
+			n, _ := f.Read(b)
+			f.Close()
+			o.reached(report.ViewFollow, l, fmt.Sprintf("%q", b[:n]), nil)
+			continue
+		}
+		o.err(report.ViewFollow, l, err)
+	}
+	if *fifo != "" {
+		fd, err := unix.Open(*fifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Write(fd, []byte("nbs-escape\n"))
+			unix.Close(fd)
+		}
+		o.err(report.ViewFifoHost, *fifo, err)
+	}
+	if *device != "" {
+		fd, err := unix.Open(*device, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		o.err(report.ViewDevice, *device, err)
+	}
+	if d := *write; d != "" {
+		viewWrites(o, d)
+	}
+	signals(o, hostPidsIn(line))
+}
+
+// viewWrites changes everything in the directory d of /build: each
+// change is the sandbox's own, made in its view or copy.
+func viewWrites(o out, d string) {
+	es, err := os.ReadDir(d)
+	if err != nil {
+		o.err(report.Setup, "read "+d, err)
+		return
+	}
+	for _, e := range es {
+		p := filepath.Join(d, e.Name())
+		switch t := e.Type(); {
+		case t.IsRegular():
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+			if err == nil {
+				_, err = f.WriteString("nbs-escape\n")
+				f.Close()
+			}
+			o.err(report.ViewWrite, "append "+p, err)
+			o.err(report.ViewWrite, "chmod "+p, os.Chmod(p, 0o600))
+			o.err(report.ViewWrite, "utimes "+p, os.Chtimes(p, time.Unix(1, 0), time.Unix(1, 0)))
+			o.err(report.ViewWrite, "rename "+p, os.Rename(p, p+".moved"))
+		case t&os.ModeSymlink != 0:
+			// Writing through a link writes where it leads, in the
+			// sandbox; the link itself is replaced.
+			o.err(report.ViewWrite, "remove "+p, os.Remove(p))
+			o.err(report.ViewWrite, "symlink "+p, os.Symlink("/nbs-escape", p))
+		case t.IsDir():
+			o.err(report.ViewWrite, "chmod "+p, os.Chmod(p, 0o700))
+			o.err(report.ViewWrite, "create in "+p, createFile(filepath.Join(p, "nbs-escape-new")))
+		default:
+			o.err(report.ViewWrite, "remove "+p, os.Remove(p))
+		}
+	}
+	o.err(report.ViewWrite, "create "+d, createFile(filepath.Join(d, "nbs-escape-new")))
 }

@@ -72,6 +72,9 @@ const (
 	KilledFromPID1  Check = "sleeper after kill -1 from pid 1"
 	Linger          Check = "linger"   // starting the process that tries to outlive the sandbox
 	Watchdog        Check = "watchdog" // Arg: the mode that hung
+	// The view mode: what /build shows of the kept directory.
+	ViewLink  Check = "view link"  // Arg: a symlink in /build; Detail: "symlink TARGET" (not followed)
+	ViewWrite Check = "view write" // Arg: a change made in /build (append, chmod, …); ok, or how it failed
 )
 
 // Attempts: each must fail.
@@ -128,6 +131,22 @@ const (
 	HostPidProc     Check = "host pid /proc"
 	KillHostCanary  Check = "kill host canary" // Arg: the canary's host pid
 	KillHostTest    Check = "kill 0 host test"
+	// ViewPath: a host path of the view (the kept directory, the work
+	// directories' base and what is in it: upper, work, lower) must not
+	// be there (lstat).
+	ViewPath Check = "view host path"
+	// ViewFollow opens what a symlink in /build points to: never the
+	// host's file (a link to /etc/shadow finds none).
+	ViewFollow Check = "view follow"
+	// ViewFifoHost opens a fifo in /build for writing, without
+	// waiting: the test holds the kept directory's own fifo open for
+	// reading, so success would mean /build's fifo is the host's
+	// (ENXIO: no reader, a fifo of its own).
+	ViewFifoHost Check = "view fifo is the host's"
+	// ViewDevice opens a device node of the kept directory through
+	// /build (a copy leaves it out, a view refuses such a directory;
+	// nodev besides).
+	ViewDevice Check = "view device"
 )
 
 // Args the program and the test share.
@@ -153,7 +172,7 @@ func init() {
 		NetTCPImmediate, NetUDPLoopback, TTY, TTYInjected, TTYOwnQueue, PtmxType, PtmxDevpts, PtmxInPts,
 		ProcExe, ProcMaps, PidsVisible, SetidFiles, TestFileMode, MakeRprivate, Bind, ChrootEscape,
 		NestedUserns, PPid, HostPidsGiven, Ptrace, PlantLinks,
-		Pid, UIDMap, KillAll, KilledFromChild, KilledFromPID1, Linger, Watchdog} {
+		Pid, UIDMap, KillAll, KilledFromChild, KilledFromPID1, Linger, Watchdog, ViewLink, ViewWrite} {
 		facts[c] = true
 	}
 }
