@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // workDirPrefix starts the name of every work directory (workdir_linux.go).
@@ -84,11 +86,11 @@ const (
 
 // layerOf is dir as a layer of format, with its identity now.
 func layerOf(dir, format string) (Layer, error) {
-	var st syscall.Stat_t
-	if err := syscall.Lstat(dir, &st); err != nil {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
 		return Layer{}, fmt.Errorf("stat %s: %w", dir, err)
 	}
-	return Layer{Path: dir, Format: format, Dev: st.Dev, Ino: st.Ino, Mtime: st.Mtim.Nano()}, nil
+	return Layer{Path: dir, Format: format, Dev: uint64(st.Dev), Ino: uint64(st.Ino), Mtime: st.Mtim.Nano()}, nil
 }
 
 // Check says whether the layer is still the directory it was: a kept
