@@ -106,7 +106,7 @@ func (p GCPolicy) Decide(items []Garbage, now time.Time, euid int) []Verdict {
 			for _, u := range v.Under {
 				if !going[u] {
 					v.Remove, v.NeedsRoot = false, false
-					v.Reason = "the changes kept in " + u + " lie on it (nbs gc " + u + " first)"
+					v.Reason = "the changes kept in " + u + " lie on it; nbs gc " + u + " first"
 					changed = true
 					break
 				}

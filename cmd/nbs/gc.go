@@ -49,7 +49,8 @@ copies. --dry-run only says what would go.
 Nothing in use is removed: a directory an nbs session has entered (it
 holds a lock on it), one a build still running uses (a process inside
 it, Nix's lock on the build's output, the Nix process that made it), a
-kept copy whose nbs still runs.`,
+kept copy whose nbs still runs, a kept directory (or kept changes) that
+changes kept with 'nbs shell --keep' lie on, unless those go too.`,
 		Example: `  nbs gc --dry-run
   sudo nbs gc --older-than 7d
   sudo nbs gc --keep 3

@@ -52,8 +52,10 @@ also lists the builds running now, below, for 'sudo nbs attach'. A size
 marked + is at least that:
 part of the directory could not be read (sudo nbs list reads it all).
 
-Below them come the copies kept by 'nbs shell --keep', with the directory
-each was copied from; 'nbs diff DIR' shows what changed in the newest.
+Below them comes what 'nbs shell --keep' kept, with the directory it was
+made from: copies, and the changes of copy-on-write views ("changes only,
+over it": they need that directory, and 'nbs shell PATH' enters both);
+'nbs diff DIR' shows what changed in the newest.
 Enter the newest kept directory with 'nbs shell --last'.`,
 		Example: `  nbs list
   sudo nbs list            # also sizes of directories owned by nixbld users
