@@ -23,8 +23,14 @@ type sandboxUser struct {
 
 // takeSandboxUser picks the sandbox's host user (sandboxOwner) and, as
 // host root, drops nbs's own supplementary groups.
-func takeSandboxUser() (*sandboxUser, error) {
-	owner, release, err := sandboxOwner()
+func takeSandboxUser() (*sandboxUser, error) { return takeSandboxUserPreferring(-1) }
+
+// takeSandboxUserPreferring is takeSandboxUser where plain root takes
+// the build user prefer (uid) if it is free: the owner of kept changes
+// entered again, which the kernel's overlay can stack only for the user
+// who made them.
+func takeSandboxUserPreferring(prefer int) (*sandboxUser, error) {
+	owner, release, err := sandboxOwner(prefer)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +51,7 @@ func takeSandboxUser() (*sandboxUser, error) {
 // caller; under sudo the user who ran sudo; as plain root a free Nix
 // build user, or nobody. The sandbox never runs as host root. The
 // returned function releases what was taken.
-func sandboxOwner() (Owner, func(), error) {
+func sandboxOwner(prefer int) (Owner, func(), error) {
 	none := func() {}
 	if !isHostRoot() {
 		return Owner{UID: os.Geteuid(), GID: os.Getegid()}, none, nil
@@ -57,7 +63,7 @@ func sandboxOwner() (Owner, func(), error) {
 			return Owner{UID: uid, GID: gid}, none, nil
 		}
 	}
-	if o, release, ok := lockBuildUser("/nix/var/nix/userpool"); ok {
+	if o, release, ok := lockBuildUser("/nix/var/nix/userpool", prefer); ok {
 		return o, release, nil
 	}
 	return Owner{UID: 65534, GID: 65534}, none, nil
@@ -67,7 +73,9 @@ func sandboxOwner() (Owner, func(), error) {
 // does: by flock'ing userpool/<uid>. Nix kills every process of a build
 // user before it builds with it; holding the lock keeps Nix from picking
 // the user our sandbox runs as.
-func lockBuildUser(pool string) (Owner, func(), bool) {
+//
+// The build user prefer (a uid; -1 for none) is tried first.
+func lockBuildUser(pool string, prefer int) (Owner, func(), bool) {
 	g, err := user.LookupGroup("nixbld")
 	if err != nil {
 		return Owner{}, nil, false
@@ -76,6 +84,9 @@ func lockBuildUser(pool string) (Owner, func(), bool) {
 	members, err := groupMembers("/etc/group", "nixbld")
 	if err != nil {
 		return Owner{}, nil, false
+	}
+	if p, err := user.LookupId(strconv.Itoa(prefer)); err == nil && prefer > 0 {
+		members = append([]string{p.Username}, members...)
 	}
 	for _, name := range members {
 		u, err := user.Lookup(name)

@@ -50,7 +50,14 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	// The sandbox user before the work directory, which belongs to it
 	// when nbs is root, and before nix runs: root's groups go first.
-	u, err := takeSandboxUser()
+	// Kept changes entered again belong to the user who made them.
+	prefer := -1
+	if len(b.above) > 0 {
+		if o, err := dirOwner(b.above[0].Path); err == nil {
+			prefer = o.UID
+		}
+	}
+	u, err := takeSandboxUserPreferring(prefer)
 	if err != nil {
 		return 0, "", err
 	}

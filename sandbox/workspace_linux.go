@@ -116,8 +116,18 @@ func (w *workspace) enter(ctx context.Context, c Config, buildDir string, above 
 		// kernel's and fuse-overlayfs mark opaque directories each in
 		// their own way.
 		for _, l := range above {
+			why := ""
 			if l.Format != layerFormat(choice.mode) {
-				why := fmt.Sprintf("the kept changes %s were made by %s, which this view (%s) cannot stack", l.Path, formatName(l.Format), choice.mode)
+				why = fmt.Sprintf("the kept changes %s were made by %s, which this view (%s) cannot stack", l.Path, formatName(l.Format), choice.mode)
+			} else if o, err := dirOwner(l.Path); err != nil {
+				why = err.Error()
+			} else if choice.mode == EntryOverlay && o != sandbox {
+				// Only the kept directory is idmapped: the kernel's
+				// overlay could neither read nor copy up the changes
+				// of another user (a build user busy now, as root).
+				why = fmt.Sprintf("the kept changes %s belong to %d:%d, not to the sandbox user %d:%d", l.Path, o.UID, o.GID, sandbox.UID, sandbox.GID)
+			}
+			if why != "" {
 				if c.Entry != EntryAuto {
 					return fmt.Errorf("entry mode %s is not available: %s", choice.mode, why)
 				}
