@@ -17,6 +17,8 @@ import (
 //	$TMPDIR/nbs-XXXXXX/   0700, owned by the sandbox user
 //	├── .lock             flock'ed by the nbs that owns it, for its whole life
 //	├── .origin           only when kept (--keep): the kept directory copied
+//	├── .view             only when a view was kept: what upper/ lies on
+//	│                     (KeptView), written before .origin
 //	├── root/             becomes "/": the sandbox mounts a tmpfs on it
 //	│                     (mountRoot), so it stays empty on disk
 //	├── build/            the copy of the kept directory, bound on /build;
