@@ -74,6 +74,8 @@ type Layer struct {
 	Dev    uint64
 	Ino    uint64
 	Mtime  int64 // ns
+	// owner is an upper layer's owner when it was checked (keptChanges).
+	owner int
 }
 
 // The formats of a layer: an upper directory the kernel's overlayfs or

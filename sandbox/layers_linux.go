@@ -34,12 +34,22 @@ func beneath(root int, rel string, flags int) (int, error) {
 // replaces, anything else replaces the entry of its name. Sockets and
 // devices are left out, as copyTree leaves them out. With chown, what it
 // makes belongs to chown.
-func applyLayer(upper, format, dst string, chown *Owner) error {
+//
+// upper must belong to owner (keptChanges checked it; checked again on
+// the descriptor, which no rename can change).
+func applyLayer(upper, format string, owner int, dst string, chown *Owner) error {
 	ufd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open kept changes %s: %w", upper, err)
 	}
 	defer unix.Close(ufd)
+	var st unix.Stat_t
+	if err := unix.Fstat(ufd, &st); err != nil {
+		return fmt.Errorf("stat kept changes %s: %w", upper, err)
+	}
+	if int(st.Uid) != owner {
+		return fmt.Errorf("kept changes %s: owned by %d, not %d", upper, st.Uid, owner)
+	}
 	dfd, err := unix.Open(dst, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dst, err)
@@ -250,6 +260,24 @@ func keptChanges(dir string) (*KeptCopy, []Layer, error) {
 	// --keep leaves.
 	if above[0], err = layerOf(k.View.Upper, k.View.Format); err != nil {
 		return nil, nil, err
+	}
+	// The record belongs to whoever kept the session, who may have
+	// written anything in it: as root (sudo), nbs stacks or copies only
+	// directories of theirs, so that no record makes it show another
+	// user's files.
+	var rec unix.Stat_t
+	if err := unix.Lstat(path.Join(k.WorkDir(), viewFile), &rec); err != nil {
+		return nil, nil, err
+	}
+	for i := range above {
+		var st unix.Stat_t
+		if err := unix.Lstat(above[i].Path, &st); err != nil {
+			return nil, nil, fmt.Errorf("%s holds changes that can no longer be shown: %w", k.Dir, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR || (isHostRoot() && st.Uid != rec.Uid) {
+			return nil, nil, fmt.Errorf("%s: the layer %s is not a directory of %d, who kept the changes", k.Dir, above[i].Path, rec.Uid)
+		}
+		above[i].owner = int(st.Uid)
 	}
 	return &k, above, nil
 }

@@ -239,7 +239,7 @@ func (w *workspace) copy(ctx context.Context, buildDir string, progress func(Cop
 	for i := len(w.lower) - 2; i >= 0; i-- {
 		l := w.lower[i]
 		log.Debug("applying kept changes to the copy", "changes", l.Path)
-		if err := applyLayer(l.Path, l.Format, w.dir.build(), w.chown); err != nil {
+		if err := applyLayer(l.Path, l.Format, l.owner, w.dir.build(), w.chown); err != nil {
 			return err
 		}
 	}

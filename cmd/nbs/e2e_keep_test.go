@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // keptPrefixes start the line where nbs shell --keep says what it kept:
@@ -219,6 +221,12 @@ func TestKeepModes(t *testing.T) {
 						}
 					}
 
+					// A record forged by the sudo caller, who owns it,
+					// stacking root's home: refused, in every mode.
+					if isView && r.user == nil && len(r.env) > 0 {
+						keepForged(t, r, tmp, k)
+					}
+
 					// gc leaves what kept changes lie on.
 					if isView {
 						g := nbs("gc", "--dry-run", dir)
@@ -314,5 +322,37 @@ func keepKilled(t *testing.T, r runner, tmp string, env []string, dir string) {
 	}
 	if l := keepNBS(t, r, tmp, env, "list"); strings.Contains(l.stdout, tmp) {
 		t.Errorf("nbs list names a killed session's directory:\n%s", l.stdout)
+	}
+}
+
+// keepForged puts /root (with its real identity) into the record of the
+// kept changes k, as their owner could, and enters them with sudo in
+// each mode: nbs must refuse to show a directory that is not the
+// owner's.
+func keepForged(t *testing.T, r runner, tmp, k string) {
+	t.Helper()
+	rec := filepath.Join(k, ".view")
+	orig, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(rec, orig, 0o644)
+	var st unix.Stat_t
+	if err := unix.Lstat("/root", &st); err != nil {
+		t.Skipf("no /root: %v", err)
+	}
+	lines := strings.SplitN(string(orig), "\n", 2)
+	forged := fmt.Sprintf("%s\nlayer kernel %d %d %d /root\n%s", lines[0], st.Dev, st.Ino, st.Mtim.Nano(), lines[1])
+	if err := os.WriteFile(rec, []byte(forged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range entryModes {
+		if m == sandbox.EntryFUSE {
+			continue
+		}
+		res := keepNBS(t, r, tmp, append(append([]string(nil), r.env...), "NBS_ENTRY_MODE="+m), "shell", k, "ls", "/build")
+		if res.code == 0 || !strings.Contains(res.stderr, "/root is not a directory of") {
+			t.Errorf("ESCAPE: a forged record stacks /root (%s): status %d\n%s%s", m, res.code, res.stdout, res.stderr)
+		}
 	}
 }
