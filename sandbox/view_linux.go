@@ -160,7 +160,7 @@ func openFUSE(v *viewSpec, log func(string, ...any)) (*viewFiles, func() *exec.C
 			uid, gid = os.Getuid(), os.Getgid()
 		}
 		opts := "lowerdir=" + lowerdirOpt(v) + ",upperdir=" + escapeOpt(v.Upper) + ",workdir=" + escapeOpt(v.Work) +
-			fmt.Sprintf(",squash_to_uid=%d,squash_to_gid=%d", uid, gid)
+			fmt.Sprintf(",squash_to_uid=%d,squash_to_gid=%d", uid, gid) + fuseSpeed
 		cmd = &exec.Cmd{
 			Path:       mustLook(fuseOverlayfs),
 			Args:       []string{fuseOverlayfs, "-f", "-o", opts, "/dev/fd/3"},
@@ -179,6 +179,26 @@ func openFUSE(v *viewSpec, log func(string, ...any)) (*viewFiles, func() *exec.C
 	}
 	return files, func() *exec.Cmd { return cmd }
 }
+
+// fuseSpeed are the FUSE view's options that make a walk of /build
+// (find, make, a build system's scan) cost about what it costs on the
+// kept directory itself; each changes nothing a build could have made.
+//
+//   - noacl: no POSIX ACLs. With them the kernel asks the server for
+//     each inode's ACL (a getxattr round trip) as it checks permissions
+//     along every path, on every walk, not only the first: walks took
+//     2-8 times as long. A kept directory holds no ACL (Nix's seccomp
+//     filter fails setxattr with ENOTSUP: setupSeccomp in
+//     src/libstore/linux/build/linux-derivation-builder.cc; so does
+//     nbs's), and the sandbox could set none; the kernel's mode checks
+//     (default_permissions) and the server's own opens, as the caller,
+//     stay.
+//   - fast_ino=1: the server learns a file's inode number with a stat
+//     instead of opening the file and reading its overlay origin
+//     attributes, which matter only where an upper directory outlives a
+//     mount of it; ours is new with each session. The first look at
+//     each entry was an open and a close of it.
+const fuseSpeed = ",noacl,fast_ino=1"
 
 func mustLook(name string) string {
 	if p, err := exec.LookPath(name); err == nil {
