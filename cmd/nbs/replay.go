@@ -250,13 +250,18 @@ func sandboxSetting(opts *ReplayOptions) string {
 }
 
 // unreadableHint is what to do about a kept directory whose env-vars
-// only the build user may read: sudo, or a replay of the same request,
+// only the build user may read: sudo, or a replay of the same request
+// (of drv, the derivation, when the caller knows it),
 // with how long the original build ran when the directory tells
 // (nix.KeptBuildTime).
-func unreadableHint(run, dir string, command []string) string {
+func unreadableHint(run, dir, drv string, command []string) string {
 	shell := sudoShell(run, dir, command)
 	replay := "nbs replay" + strings.TrimPrefix(shell, "nbs shell")
-	if b, ok := nix.ParseBuildDir(dir); ok && b.Name == "" {
+	if drv != "" {
+		// nbs build knows the derivation, which names exactly what to
+		// replay (the directory's name may not: see below).
+		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, drv, command), "nbs shell")
+	} else if b, ok := nix.ParseBuildDir(dir); ok && b.Name == "" {
 		// Nix 2.30.4+ names the directory nix-PID-N: nothing but the
 		// unreadable env-vars tells which derivation it was.
 		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, "DRV", command), "nbs shell") +

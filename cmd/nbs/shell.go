@@ -168,7 +168,7 @@ func enterLocal(ctx context.Context, f *Factory, c sandbox.Config) (status int, 
 	c.Changed = printChanged(f)
 	status, kept, err = sandbox.Enter(ctx, c)
 	if errors.Is(err, sandbox.ErrUnreadable) {
-		err = &hintError{err, unreadableHint(c.Script, c.Dir, c.Command)}
+		err = &hintError{err, unreadableHint(c.Script, c.Dir, c.Drv, c.Command)}
 	}
 	return status, kept, err
 }
