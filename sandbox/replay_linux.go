@@ -63,7 +63,10 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 	}
 	defer u.release()
 	facts := <-factsc
-	host, why := ranWithoutSandbox(c, t.drv, facts.sandbox)
+	host, why, note := ranWithoutSandbox(c, t.drv, facts.sandbox)
+	if note != "" {
+		log.Warn(note)
+	}
 
 	ws, err := openWorkspace(u, "", log)
 	if err != nil {
@@ -380,35 +383,41 @@ func hostReplay(s *spec, ws *workspace) {
 }
 
 // ranWithoutSandbox says whether the original build of d ran without
-// Nix's sandbox, and how nbs knows: the kept directory's env-vars when
-// it can be read (NIX_BUILD_TOP is then the host directory), else the
-// sandbox setting of the build's command line or of Nix. Nix uses its
-// sandbox when sandbox is true, or relaxed and the derivation has no
-// __noChroot (LocalDerivationGoal::startBuilder, 2.8;
-// DerivationBuilderImpl from 2.29).
-func ranWithoutSandbox(c ReplayConfig, d *nix.Derivation, setting string) (bool, string) {
-	if c.KeptDir != "" {
-		if dir, err := nix.FindBuildDir(c.KeptDir); err == nil {
-			if ev, err := nix.ReadEnvVars(filepath.Join(dir, "env-vars")); err == nil {
-				if top, ok := ev.Get("NIX_BUILD_TOP"); ok && top != "" {
-					return ranUnsandboxed(top, dir), "its env-vars has NIX_BUILD_TOP=" + top
-				}
-			}
-		}
-	}
+// Nix's sandbox, and how nbs knows: the sandbox setting of the build's
+// command line (nbs build's --option sandbox false, or --no-sandbox:
+// the user's own word) or of Nix. Nix uses its sandbox when sandbox is
+// true, or relaxed and the derivation has no __noChroot
+// (LocalDerivationGoal::startBuilder, 2.8; DerivationBuilderImpl from
+// 2.29).
+//
+// The kept directory's env-vars is never asked: the build wrote it, and
+// a build that ran in the sandbox could name a host directory in
+// NIX_BUILD_TOP to have its replay run on the host. When it does, note
+// says so and how to replay it on the host if it really ran there.
+func ranWithoutSandbox(c ReplayConfig, d *nix.Derivation, setting string) (host bool, why, note string) {
 	from := "sandbox = "
 	if c.Sandbox != "" {
 		setting, from = c.Sandbox, "its command line gives sandbox = "
 	}
 	switch setting {
 	case "false":
-		return true, from + setting
+		return true, from + setting, ""
 	case "relaxed":
 		if noChroot(d) {
-			return true, from + setting + " and the derivation sets __noChroot"
+			return true, from + setting + " and the derivation sets __noChroot", ""
 		}
 	}
-	return false, ""
+	if c.KeptDir != "" {
+		if dir, err := nix.FindBuildDir(c.KeptDir); err == nil {
+			if ev, err := nix.ReadEnvVars(filepath.Join(dir, "env-vars")); err == nil {
+				if top, ok := ev.Get("NIX_BUILD_TOP"); ok && top != "" && ranUnsandboxed(top, dir) {
+					note = "the kept env-vars names the host build directory " + top + ", but Nix's sandbox setting says the build ran in the sandbox: " +
+						"the replay runs in one (--no-sandbox replays it on the host, if it really ran there)"
+				}
+			}
+		}
+	}
+	return false, "", note
 }
 
 // noChroot: the derivation's __noChroot attribute is true (a Boolean

@@ -54,8 +54,8 @@ func checkUnsandboxedReplay(t *testing.T, r result, out string, uidOK func(int) 
 // replayed as it ran: on the host, its build directory a fresh one at a
 // host path, its outputs in a private view of /nix/store (never the
 // host's store), stopping in the failing shell's live state. nbs tells
-// from a readable env-vars (root), from --no-sandbox, and from nbs
-// build's --option sandbox false.
+// from --no-sandbox and from nbs build's --option sandbox false, never
+// from the kept env-vars (which the build wrote).
 func TestReplayUnsandboxed(t *testing.T) {
 	requireRoot(t)
 	drv, kept, _ := nixBuildReplay(t, "stdenv", true, "--option", "sandbox", "false")
@@ -78,8 +78,16 @@ func TestReplayUnsandboxed(t *testing.T) {
 					args = append(args, []string{"--no-sandbox", kept})
 				}
 			} else {
-				// Root reads env-vars: NIX_BUILD_TOP is the host's.
-				args = [][]string{{kept}}
+				// Root reads env-vars, whose NIX_BUILD_TOP is the
+				// host's; but the build wrote it, so it is no proof:
+				// without --no-sandbox the replay stays in the sandbox
+				// and says why.
+				res := runNBS(t, r.user, r.env, "replay", "--run", "hostname", kept)
+				if res.code != 0 || !strings.HasSuffix(res.stdout, "\nlocalhost\n") ||
+					!strings.Contains(res.stderr, "but Nix's sandbox setting says the build ran in the sandbox") {
+					t.Errorf("replay of a kept dir whose env-vars names the host: status %d, stdout %q, want localhost; stderr:\n%s", res.code, res.stdout, res.stderr)
+				}
+				args = [][]string{{"--no-sandbox", kept}}
 			}
 			for _, a := range args {
 				res := runNBS(t, r.user, r.env, append([]string{"replay", "--run", unsandboxedScript}, a...)...)
