@@ -44,8 +44,9 @@ files, exportReferencesGraph), a fresh /build of your own, the outputs
 created in the sandbox's private store directory. A build that ran with
 sandbox = false is replayed that way: on the host, in a fresh build
 directory of yours, the outputs in a private view of /nix/store (nbs
-tells from a readable env-vars, nbs build's --option sandbox false or
-Nix's setting; --no-sandbox says so when they cannot).
+tells from nbs build's --option sandbox false or Nix's setting, never
+from the kept env-vars, which the build wrote; --no-sandbox says so
+when they cannot).
 
 For a bash builder (nixpkgs' stdenv, or any builder = bash) the shell
 stops where the failing command made errexit end it: you get an
@@ -105,7 +106,7 @@ func newCmdReplay(f *Factory) *cobra.Command {
 	cmd.Flags().StringVar(&opts.Break, "break", "", "stop before stdenv's `PHASE` (e.g. buildPhase) instead of at the failure")
 	cmd.Flags().StringVar(&opts.Run, "run", "", "evaluate `CMD` in the stopped shell instead of an interactive one, and exit with its status")
 	addRemoteReplayFlags(cmd, opts)
-	cmd.Flags().BoolVar(&opts.NoSandbox, "no-sandbox", false, "replay it as a build with sandbox = false runs, on the host (nbs tells by itself from a readable env-vars, nbs build's arguments or Nix's sandbox setting)")
+	cmd.Flags().BoolVar(&opts.NoSandbox, "no-sandbox", false, "replay it as a build with sandbox = false runs, on the host (nbs tells by itself from nbs build's arguments or Nix's sandbox setting, not from the kept env-vars)")
 	return cmd
 }
 
