@@ -19,7 +19,7 @@ type ReplayConfig struct {
 	Script  string
 	Command []string
 	// KeptDir is the kept build directory of the original, when known:
-	// a readable env-vars says whether it ran in Nix's sandbox.
+	// its env-vars, when readable, only raises a note (ranWithoutSandbox).
 	KeptDir string
 	// Sandbox is the sandbox setting the original build ran with, when
 	// its command line gave one ("true", "false", "relaxed"); "" takes
