@@ -26,6 +26,12 @@ type Config struct {
 	// Drv is the failed derivation when known (nbs build); its inputs
 	// make the store view.
 	Drv string
+	// Sandbox is the sandbox setting the build ran with as the user
+	// gave it ("false" for nbs shell --no-sandbox; nbs build's
+	// --option sandbox, --no-sandbox), "" when nobody said. With Nix's
+	// own setting it alone decides that a build ran without Nix's
+	// sandbox and is entered on the host: never the kept env-vars.
+	Sandbox string
 	// With are store paths (or paths inside them) added to the sandbox
 	// with their closure, read-only, their bin/ directories put first
 	// in PATH after env-vars is sourced: tools to debug with (gdb,

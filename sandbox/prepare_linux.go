@@ -30,9 +30,13 @@ type keptBuild struct {
 	// shell is env-vars' SHELL, an executable file on this machine.
 	shell string
 	// sandboxDir is where the build ran: NIX_BUILD_TOP, /build when
-	// env-vars has none. unsandboxed: the build ran without Nix's
-	// sandbox, in sandboxDir on the host.
+	// env-vars has none. hostTop: that is a host build directory, as a
+	// build without Nix's sandbox has it, which only the build's word
+	// (env-vars) says. unsandboxed: the build ran without Nix's sandbox,
+	// in sandboxDir on the host, as the user or Nix's setting says
+	// (decideSandbox).
 	sandboxDir  string
+	hostTop     bool
 	unsandboxed bool
 	// tools are Config.With as store paths.
 	tools []string
@@ -86,13 +90,7 @@ func readBuild(dir string, with []string) (*keptBuild, error) {
 		return nil, fmt.Errorf("%s: SHELL is %s, which is not an executable file", envPath, b.shell)
 	}
 	if top, ok := b.env.Get("NIX_BUILD_TOP"); ok && top != "" {
-		if b.unsandboxed = ranUnsandboxed(top, buildDir); !b.unsandboxed {
-			if err := checkBuildDir(top); err != nil {
-				// The build wrote env-vars: its NIX_BUILD_TOP must not put
-				// the copy where the sandbox's own mounts go.
-				return nil, fmt.Errorf("%s: NIX_BUILD_TOP: %w", envPath, err)
-			}
-		}
+		b.hostTop = ranUnsandboxed(top, buildDir)
 		b.sandboxDir = top
 	}
 	if b.tools, err = toolPaths(with); err != nil {
@@ -155,6 +153,70 @@ func chooseMode(b *keptBuild, ids Owner, log *slog.Logger) (mode, *nsRestriction
 	}
 	log.Debug("mode", "mode", modeNoNamespaces.String(), "why", r.err.Error()+"; "+r.hint)
 	return modeNoNamespaces, r, nil
+}
+
+// decideSandbox decides whether b is entered as a build that ran
+// without Nix's sandbox: only when its env-vars names a host build
+// directory (a sandboxed build's never does) and the user (c.Sandbox) or
+// Nix's setting says so (sandboxOff). env-vars alone never does: the
+// build wrote it, and a build that ran in the sandbox could name a host
+// directory there to have its env-vars sourced, and its code run, on the
+// host by whoever enters it. Such a build is entered in the sandbox,
+// with a word on how to ask for the host. facts are Nix's, read only
+// for a build that claims the host (nil otherwise). Then a build
+// directory that stays in the sandbox is checked: the build wrote it,
+// and it must not put /build where the sandbox's own mounts go.
+func decideSandbox(ctx context.Context, c Config, b *keptBuild, log *slog.Logger) (*hostFacts, error) {
+	var facts *hostFacts
+	if b.hostTop {
+		f := readHostFacts(ctx, log)
+		facts = &f
+		var why string
+		b.unsandboxed, why = sandboxOff(c.Sandbox, f.sandbox, func() bool {
+			// Only a derivation the user's nbs build named: one that
+			// env-vars leads to is the build's word again.
+			if c.Drv == "" {
+				return false
+			}
+			d, err := nix.ReadDerivation(c.Drv)
+			return err == nil && noChroot(d)
+		})
+		if b.unsandboxed {
+			log.Debug("the build ran without Nix's sandbox", "because", why)
+		} else {
+			log.Warn("the kept env-vars names the host build directory " + b.sandboxDir + ", but Nix's sandbox setting says the build ran in the sandbox: " +
+				"nbs enters it in one (nbs shell --no-sandbox enters it on the host, if it really ran there)")
+		}
+	}
+	if !b.unsandboxed {
+		if err := checkBuildDir(b.sandboxDir); err != nil {
+			return nil, fmt.Errorf("%s: NIX_BUILD_TOP: %w", filepath.Join(b.dir, "env-vars"), err)
+		}
+	}
+	return facts, nil
+}
+
+// sandboxOff says whether a build ran without Nix's sandbox, and how nbs
+// knows: from the sandbox setting of the build's command line (nbs
+// build's --option sandbox false or --no-sandbox, nbs shell's and nbs
+// replay's --no-sandbox: the user's own word) or else Nix's. Nix uses
+// its sandbox when sandbox is true, or relaxed and the derivation sets
+// no __noChroot (LocalDerivationGoal::startBuilder, 2.8;
+// DerivationBuilderImpl from 2.29); noChroot tells the latter.
+func sandboxOff(cmdline, setting string, noChroot func() bool) (off bool, why string) {
+	from := "sandbox = "
+	if cmdline != "" {
+		setting, from = cmdline, "its command line gives sandbox = "
+	}
+	switch setting {
+	case "false":
+		return true, from + setting
+	case "relaxed":
+		if noChroot() {
+			return true, from + setting + " and the derivation sets __noChroot"
+		}
+	}
+	return false, ""
 }
 
 // ranUnsandboxed tells from NIX_BUILD_TOP whether the build ran without

@@ -383,29 +383,16 @@ func hostReplay(s *spec, ws *workspace) {
 }
 
 // ranWithoutSandbox says whether the original build of d ran without
-// Nix's sandbox, and how nbs knows: the sandbox setting of the build's
-// command line (nbs build's --option sandbox false, or --no-sandbox:
-// the user's own word) or of Nix. Nix uses its sandbox when sandbox is
-// true, or relaxed and the derivation has no __noChroot
-// (LocalDerivationGoal::startBuilder, 2.8; DerivationBuilderImpl from
-// 2.29).
+// Nix's sandbox, and how nbs knows (sandboxOff): the user's word or
+// Nix's setting.
 //
 // The kept directory's env-vars is never asked: the build wrote it, and
 // a build that ran in the sandbox could name a host directory in
 // NIX_BUILD_TOP to have its replay run on the host. When it does, note
 // says so and how to replay it on the host if it really ran there.
 func ranWithoutSandbox(c ReplayConfig, d *nix.Derivation, setting string) (host bool, why, note string) {
-	from := "sandbox = "
-	if c.Sandbox != "" {
-		setting, from = c.Sandbox, "its command line gives sandbox = "
-	}
-	switch setting {
-	case "false":
-		return true, from + setting, ""
-	case "relaxed":
-		if noChroot(d) {
-			return true, from + setting + " and the derivation sets __noChroot", ""
-		}
+	if host, why = sandboxOff(c.Sandbox, setting, func() bool { return noChroot(d) }); host {
+		return host, why, ""
 	}
 	if c.KeptDir != "" {
 		if dir, err := nix.FindBuildDir(c.KeptDir); err == nil {

@@ -62,6 +62,13 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer u.release()
+	// Whether the build ran in Nix's sandbox, from the user's word or
+	// Nix's setting (the latter read now only for a build whose env-vars
+	// claims the host).
+	known, err := decideSandbox(ctx, c, b, log)
+	if err != nil {
+		return 0, "", err
+	}
 	// How to enter: an unsandboxed build from a probe of the namespaces
 	// it needs (without them, it is entered on the host); a sandboxed
 	// one that cannot get them fails when its child is spawned, below.
@@ -98,7 +105,12 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	answers := make(chan *nixAnswers, 1)
 	go func() {
-		a := &nixAnswers{facts: readHostFacts(ctx, log)}
+		a := &nixAnswers{}
+		if known != nil {
+			a.facts = *known
+		} else {
+			a.facts = readHostFacts(ctx, log)
+		}
 		a.drvPath, a.drv, a.drvErr = findDerivation(c.Drv, b.vars)
 		a.store = view(a)
 		answers <- a

@@ -26,3 +26,29 @@ func TestRanUnsandboxed(t *testing.T) {
 		}
 	}
 }
+
+// TestSandboxOff: the user's word (the command line) comes before Nix's
+// setting, and relaxed means the sandbox unless the derivation asks for
+// none.
+func TestSandboxOff(t *testing.T) {
+	for _, tt := range []struct {
+		cmdline, setting string
+		noChroot, want   bool
+	}{
+		{"", "true", false, false},
+		{"", "", false, false},
+		{"", "false", false, true},
+		{"false", "true", false, true},
+		{"true", "false", false, false},
+		{"", "relaxed", false, false},
+		{"", "relaxed", true, true},
+		{"relaxed", "false", true, true},
+		{"relaxed", "false", false, false},
+		{"", "true", true, false},
+	} {
+		off, why := sandboxOff(tt.cmdline, tt.setting, func() bool { return tt.noChroot })
+		if off != tt.want || off != (why != "") {
+			t.Errorf("sandboxOff(%q, %q, noChroot %v) = %v, %q; want %v", tt.cmdline, tt.setting, tt.noChroot, off, why, tt.want)
+		}
+	}
+}

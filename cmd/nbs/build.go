@@ -271,6 +271,11 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 	enter := !opts.NoShell && (opts.Run != "" || interactive)
 	for i, fl := range kept {
 		where, enterCmd := "", "nbs shell "+shquote.Paste(fl.KeptDir)
+		if setting, _ := wrapper.SandboxSetting(opts.Program, opts.Args); setting == "false" {
+			// nbs shell takes the build's sandbox setting from Nix's
+			// configuration or from the user, not from what it kept.
+			enterCmd = "nbs shell --no-sandbox " + shquote.Paste(fl.KeptDir)
+		}
 		if fl.Builder != "" {
 			b := builderFor(fl.Builder, builders)
 			where = " on " + b.URI
@@ -314,12 +319,14 @@ func buildRun(cmd *cobra.Command, opts *BuildOptions) error {
 		}
 		return err
 	}
+	setting, _ := wrapper.SandboxSetting(opts.Program, opts.Args)
 	status, _, err := enterLocal(ctx, f, sandbox.Config{
-		Dir:    first.KeptDir,
-		Script: opts.Run,
-		Drv:    first.Drv,
-		With:   with,
-		Entry:  entryMode(opts.Copy),
+		Dir:     first.KeptDir,
+		Script:  opts.Run,
+		Drv:     first.Drv,
+		Sandbox: setting,
+		With:    with,
+		Entry:   entryMode(opts.Copy),
 	})
 	if err != nil {
 		return err

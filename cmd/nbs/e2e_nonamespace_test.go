@@ -104,7 +104,7 @@ func TestShellNoNamespaces(t *testing.T) {
 	before := treeSum(t, dir)
 	for _, r := range runners(t) {
 		t.Run(r.name, func(t *testing.T) {
-			res := runNBSUnder(t, []string{restrict}, r.user, r.env, "shell", dir, "sh", "-c",
+			res := runNBSUnder(t, []string{restrict}, r.user, r.env, "shell", "--no-sandbox", dir, "sh", "-c",
 				`pwd; echo "$NIX_BUILD_TOP $TMPDIR $PWD"; cat "$NIX_BUILD_TOP/src/file.txt"; echo changed > src/file.txt; id -u; `+
 					`sleep 9717 & exit 5`)
 			copy := checkNoNamespaceEntry(t, res.stderr, dir)
@@ -153,7 +153,7 @@ func TestShellNoNamespaces(t *testing.T) {
 	t.Run("killed", func(t *testing.T) {
 		// nbs killed with SIGKILL leaves its work directory beside the
 		// kept one; the next nbs there removes it.
-		cmd := exec.Command(restrict, nbsBin, "shell", dir, "sh", "-c", "echo started; exec sleep 9718")
+		cmd := exec.Command(restrict, nbsBin, "shell", "--no-sandbox", dir, "sh", "-c", "echo started; exec sleep 9718")
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + privateTmp(t), "HOME=/nonexistent"}
 		var stdout, stderr lockedBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -174,7 +174,7 @@ func TestShellNoNamespaces(t *testing.T) {
 		if _, err := os.Stat(work); err != nil {
 			t.Fatalf("the killed nbs left no work directory: %v", err)
 		}
-		res := runNBSUnder(t, []string{restrict}, nil, nil, "shell", dir, "true")
+		res := runNBSUnder(t, []string{restrict}, nil, nil, "shell", "--no-sandbox", dir, "true")
 		if _, err := os.Stat(work); res.code != 0 || !os.IsNotExist(err) {
 			t.Errorf("status %d; the stale work directory %s: %v\nstderr: %s", res.code, work, err, res.stderr)
 		}
@@ -257,7 +257,7 @@ func TestShellNoNamespacesInteractive(t *testing.T) {
 	dir := unsandboxedFailure(t)
 	tm := newTerm(t)
 	tmp := privateTmp(t)
-	cmd := exec.Command(restrict, nbsBin, "shell", dir)
+	cmd := exec.Command(restrict, nbsBin, "shell", "--no-sandbox", dir)
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TERM=xterm", "NO_COLOR=1", "HOME=/nonexistent", "TMPDIR=" + tmp}
 	done := tm.start(t, cmd)
 	t.Cleanup(func() { cmd.Process.Kill() })

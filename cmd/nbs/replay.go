@@ -244,10 +244,19 @@ func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *
 // sandboxSetting is the sandbox setting the original ran with, as the
 // command line says ("" when it does not).
 func sandboxSetting(opts *ReplayOptions) string {
-	if opts.NoSandbox {
-		return "false"
+	if s := noSandbox(opts.NoSandbox); s != "" {
+		return s
 	}
 	return opts.Sandbox
+}
+
+// noSandbox is the sandbox setting a --no-sandbox flag gives: "false",
+// or "" (none) when it is not set.
+func noSandbox(flag bool) string {
+	if flag {
+		return "false"
+	}
+	return ""
 }
 
 // unreadableHint is what to do about a kept directory whose env-vars

@@ -29,6 +29,8 @@ type ShellOptions struct {
 	With []string
 	// Last enters the newest kept build directory (nbs list's first).
 	Last bool
+	// NoSandbox: the build ran with sandbox = false (--no-sandbox).
+	NoSandbox bool
 }
 
 // newCmdShell is `nbs shell`. runF, when not nil, is called with the
@@ -76,6 +78,11 @@ what the session made of /build stays (a view keeps only its changes,
 over DIR; a copy the copy): 'nbs diff DIR' shows the changes as a patch,
 'nbs shell KEPT' enters the result. --last
 enters the newest kept build directory ('nbs list' shows them all).
+
+A build that ran without Nix's sandbox (sandbox = false) is entered the
+way it ran, on the host, when Nix's sandbox setting says so or
+--no-sandbox does: never because the kept env-vars, which the build
+wrote, names a host build directory.
 Copying a big directory shows a progress bar when stderr is a terminal.`,
 		Example: `  nbs shell /tmp/nix-build-wttr.drv-0
   nbs shell /tmp/nix-build-wttr.drv-0 make -j1
@@ -95,6 +102,9 @@ Copying a big directory shows a progress bar when stderr is a terminal.`,
 			}
 			if opts.Run != "" && cmd.Flags().Changed("remote") {
 				return &usageError{errors.New("shell: --run does not work with --remote; give the command after DIR")}
+			}
+			if opts.NoSandbox && cmd.Flags().Changed("remote") {
+				return &usageError{errors.New("shell: --no-sandbox does not work with --remote (the builder's own sandbox setting decides there)")}
 			}
 			return nil
 		},
@@ -119,6 +129,7 @@ Copying a big directory shows a progress bar when stderr is a terminal.`,
 	cmd.Flags().StringArrayVar(&opts.With, "with", nil, "add `STOREPATH` (or a nixpkgs attribute) to the sandbox and its bin/ to PATH; repeatable")
 	cmd.Flags().StringVar(&opts.Run, "run", "", "run the shell code `CMD` in the interactive shell's environment and directory (stdenv's commands too) and exit with its status")
 	cmd.Flags().BoolVar(&opts.Last, "last", false, "enter the newest kept build directory (see 'nbs list'); no DIR then")
+	cmd.Flags().BoolVar(&opts.NoSandbox, "no-sandbox", false, "enter it as a build with sandbox = false ran, on the host (nbs tells by itself from Nix's sandbox setting, not from the kept env-vars)")
 	return cmd
 }
 
@@ -136,6 +147,7 @@ func shellRun(cmd *cobra.Command, opts *ShellOptions) error {
 		Entry:   entryMode(opts.Copy),
 		Drv:     opts.Drv,
 		With:    with,
+		Sandbox: noSandbox(opts.NoSandbox),
 	})
 	if kept != "" {
 		printKept(f, kept)

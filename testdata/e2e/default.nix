@@ -162,6 +162,17 @@ in
   '';
 
   # env-vars written 0600 for the build user, as recent nixpkgs does.
+  # A sandboxed build whose env-vars claims it ran on the host (in a
+  # host build directory, as a sandbox = false build has it): nbs must
+  # not believe the build's own word.
+  forgedTop = mk "nbs-e2e-forged-top" ''
+    echo hello > file.txt
+    top=$NIX_BUILD_TOP
+    export NIX_BUILD_TOP=/tmp/nix-build-nbs-e2e-forged-top.drv-0
+    export -p > $top/env-vars
+    exit 3
+  '';
+
   private = mk "nbs-e2e-private" ''
     echo secret > data.txt
     # stdenv: install -m 0600 /dev/null env-vars (busybox has no install)
