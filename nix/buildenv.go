@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -215,7 +214,7 @@ func Nix32(b []byte) string {
 	return string(out)
 }
 
-var ergFileName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+var ergFileName = lazyRegexp(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 
 // exportReferencesGraph writes, for each NAME PATH pair, the closure of
 // PATH to the file NAME in the format of `nix-store --register-validity`
@@ -234,7 +233,7 @@ func exportReferencesGraph(attr string, o BuildEnvOptions) ([]BuildFile, error) 
 	var files []BuildFile
 	for i := 0; i < len(ws); i += 2 {
 		name, p := ws[i], ws[i+1]
-		if !ergFileName.MatchString(name) {
+		if !ergFileName().MatchString(name) {
 			return nil, fmt.Errorf("exportReferencesGraph: invalid file name %q", name)
 		}
 		if !strings.HasPrefix(p, o.StoreDir+"/") {
@@ -389,7 +388,7 @@ func closureSize(p string, byPath map[string]*PathInfo) uint64 {
 	return sum
 }
 
-var shVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var shVarName = lazyRegexp(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // structuredAttrsFiles are .attrs.json (the attributes plus "outputs")
 // and .attrs.sh (the attributes bash can represent), as Nix's
@@ -426,7 +425,7 @@ func structuredAttrsFiles(d *Derivation, raw string, rewrite func(string) string
 	sort.Strings(keys)
 	var sh strings.Builder
 	for _, k := range keys {
-		if !shVarName.MatchString(k) {
+		if !shVarName().MatchString(k) {
 			continue
 		}
 		v := attrs[k]

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -189,8 +188,8 @@ type BuildDir struct {
 }
 
 var (
-	reNamed = regexp.MustCompile(`^nix-build-(.+)\.drv-([0-9]+)(-[0-9]+)?$`)
-	rePID   = regexp.MustCompile(`^nix-[0-9]+-[0-9]+$`)
+	reNamed = lazyRegexp(`^nix-build-(.+)\.drv-([0-9]+)(-[0-9]+)?$`)
+	rePID   = lazyRegexp(`^nix-[0-9]+-[0-9]+$`)
 )
 
 // ParseBuildDir recognises p (slash-separated, absolute or not) as a
@@ -222,7 +221,7 @@ func (b BuildDir) PID() int {
 	var num string
 	switch b.Layout {
 	case LayoutNamedPID:
-		m := reNamed.FindStringSubmatch(base)
+		m := reNamed().FindStringSubmatch(base)
 		if m == nil {
 			return 0
 		}
@@ -244,14 +243,14 @@ func (b BuildDir) PID() int {
 func parseTop(p string) (BuildDir, bool) {
 	dir, base := path.Split(p)
 	b := BuildDir{Top: p, In: "."}
-	if m := reNamed.FindStringSubmatch(base); m != nil {
+	if m := reNamed().FindStringSubmatch(base); m != nil {
 		b.Name, b.Layout = m[1], LayoutNamed
 		if m[3] != "" {
 			b.Layout = LayoutNamedPID
 		}
 		return b, true
 	}
-	if rePID.MatchString(base) {
+	if rePID().MatchString(base) {
 		b.Layout = LayoutPID
 		return b, true
 	}

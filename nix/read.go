@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"sync"
 	"syscall"
 )
 
@@ -62,4 +64,11 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return data, err
+}
+
+// lazyRegexp compiles expr on first use: every nbs process, the
+// sandbox's child too, would otherwise compile each pattern at start-up,
+// before it knows whether it needs any.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

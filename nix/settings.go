@@ -9,7 +9,6 @@ import (
 	"io"
 	"os/exec"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -78,12 +77,12 @@ func (v Version) AtLeast(major, minor, patch int) bool {
 	return v.Patch >= patch
 }
 
-var versionRE = regexp.MustCompile(`(\d+)\.(\d+)(?:\.(\d+))?`)
+var versionRE = lazyRegexp(`(\d+)\.(\d+)(?:\.(\d+))?`)
 
 // ParseVersion reads the version out of `nix --version` output such as
 // "nix (Nix) 2.8.0" or "nix (Lix, like Nix) 2.91.1".
 func ParseVersion(s string) (Version, error) {
-	m := versionRE.FindStringSubmatch(s)
+	m := versionRE().FindStringSubmatch(s)
 	if m == nil {
 		return Version{}, fmt.Errorf("parse nix version %q: no version number", strings.TrimSpace(s))
 	}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nix-build-shell/nbs/nix"
 )
@@ -113,16 +114,16 @@ var (
 	// A store path in quotes, as Nix prints derivations.
 	drvRe = `'(/[^'\s]*\.drv)'`
 
-	reBuilding = regexp.MustCompile(`^(?:building|checking outputs of|repairing outputs of) ` + drvRe + `(?: on '(.*)')?\.\.\.$`)
+	reBuilding = lazyRegexp(`^(?:building|checking outputs of|repairing outputs of) ` + drvRe + `(?: on '(.*)')?\.\.\.$`)
 	// ≤2.28, and inside remote failures: also "failed due to signal N",
 	// "failed to produce output path …".
-	reBuilderFor = regexp.MustCompile(`^builder for ` + drvRe + ` failed(?: with exit code (\d+))?`)
-	reCannot     = regexp.MustCompile(`^Cannot build ` + drvRe + `\.$`)
-	reReason     = regexp.MustCompile(`^Reason: builder failed(?: with exit code (\d+))?`)
-	reRemote     = regexp.MustCompile(`^build of ` + drvRe + ` on '(.*?)' failed(?:: (.*))?$`)
-	reHash       = regexp.MustCompile(`^hash mismatch in fixed-output derivation ` + drvRe)
-	rePrefix     = regexp.MustCompile(`^([A-Za-z0-9+._?=-]+)> (.*)$`)
-	reStatus     = regexp.MustCompile(`\] building ([A-Za-z0-9+._?=-]+)`)
+	reBuilderFor = lazyRegexp(`^builder for ` + drvRe + ` failed(?: with exit code (\d+))?`)
+	reCannot     = lazyRegexp(`^Cannot build ` + drvRe + `\.$`)
+	reReason     = lazyRegexp(`^Reason: builder failed(?: with exit code (\d+))?`)
+	reRemote     = lazyRegexp(`^build of ` + drvRe + ` on '(.*?)' failed(?:: (.*))?$`)
+	reHash       = lazyRegexp(`^hash mismatch in fixed-output derivation ` + drvRe)
+	rePrefix     = lazyRegexp(`^([A-Za-z0-9+._?=-]+)> (.*)$`)
+	reStatus     = lazyRegexp(`\] building ([A-Za-z0-9+._?=-]+)`)
 )
 
 const (
@@ -177,10 +178,10 @@ func (s *Scanner) flush() {
 func (s *Scanner) Line(line string) {
 	s.seq++
 	text, status := splitCR(line)
-	if m := reStatus.FindStringSubmatch(status); m != nil {
+	if m := reStatus().FindStringSubmatch(status); m != nil {
 		s.setHint(m[1])
 	}
-	if m := rePrefix.FindStringSubmatch(text); m != nil {
+	if m := rePrefix().FindStringSubmatch(text); m != nil {
 		// Builder output (-L). Only a note is believed here: ssh://
 		// builders send theirs through the build log.
 		s.setHint(m[1])
@@ -194,14 +195,14 @@ func (s *Scanner) Line(line string) {
 		s.addNote(dir, "")
 		return
 	}
-	if m := reBuilding.FindStringSubmatch(t); m != nil {
+	if m := reBuilding().FindStringSubmatch(t); m != nil {
 		s.builds = append(s.builds, building{m[1], s.seq})
 		if m[2] != "" {
 			s.remote[m[1]] = m[2]
 		}
 		return
 	}
-	if m := reReason.FindStringSubmatch(t); m != nil && s.cannot != nil {
+	if m := reReason().FindStringSubmatch(t); m != nil && s.cannot != nil {
 		c := s.cannot
 		s.cannot = nil
 		s.fail(c.drv, code(m[1]), c.remote)
@@ -219,7 +220,7 @@ func (s *Scanner) Line(line string) {
 // failure reads one error message (without "error: "); remote says it is
 // a remote builder's message, quoted in "build of … on … failed: ".
 func (s *Scanner) failure(msg string, remote bool) {
-	if m := reRemote.FindStringSubmatch(msg); m != nil && !remote {
+	if m := reRemote().FindStringSubmatch(msg); m != nil && !remote {
 		drv := m[1]
 		s.remote[drv] = m[2]
 		s.fail(drv, -1, true)
@@ -230,17 +231,17 @@ func (s *Scanner) failure(msg string, remote bool) {
 		s.failure(m[3], true)
 		return
 	}
-	if m := reBuilderFor.FindStringSubmatch(msg); m != nil {
+	if m := reBuilderFor().FindStringSubmatch(msg); m != nil {
 		s.fail(m[1], code(m[2]), remote)
 		return
 	}
-	if m := reCannot.FindStringSubmatch(msg); m != nil {
+	if m := reCannot().FindStringSubmatch(msg); m != nil {
 		// A failure only if the next line gives a builder failure as the
 		// reason (not "1 dependency failed", "platform mismatch", …).
 		s.cannot = &cannotAt{m[1], remote}
 		return
 	}
-	if m := reHash.FindStringSubmatch(msg); m != nil {
+	if m := reHash().FindStringSubmatch(msg); m != nil {
 		s.fail(m[1], -1, remote)
 	}
 }
@@ -523,4 +524,10 @@ func visible(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// lazyRegexp compiles expr on first use: every nbs process, the
+// sandbox's child too, would otherwise compile each pattern at start-up.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }
