@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/sandbox/diff"
@@ -534,4 +535,38 @@ func reportChanges(b *keptBuild, ws *workspace, changed func(diff.Summary), log 
 		log.Debug("/build changed", "summary", s.String())
 		changed(s)
 	}
+	if ws.view != nil {
+		if p := splitLinks(cs, b.above, b.dir); len(p) > 0 {
+			log.Warn(fmt.Sprintf("%s had other names (hard links) in the kept directory, which the copy-on-write view did not change with it "+
+				"(fuse-overlayfs may even have recorded the change under another of them); a copy keeps hard links linked: nbs shell --copy", joinNames(p)))
+		}
+	}
+}
+
+// splitLinks are the files among the changes cs that were hard links in
+// what the session entered (the kept directory below kept changes
+// above): the view changed one name of each (see the notes above
+// idmappedTree). It looks at the changed entries only, so that entry
+// never has to walk the kept directory for them.
+func splitLinks(cs []diff.Change, above []Layer, dir string) []string {
+	var split []string
+	for _, c := range cs {
+		if c.Kind == diff.Added || !c.Old.Mode.IsRegular() {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Lstat(layeredPath(above, dir, c.Path), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
+			split = append(split, "/build/"+c.Path)
+		}
+	}
+	return split
+}
+
+// joinNames lists up to three names, then how many more there are.
+func joinNames(names []string) string {
+	const show = 3
+	if len(names) <= show {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:show], ", "), len(names)-show)
 }

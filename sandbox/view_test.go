@@ -4,11 +4,14 @@ package sandbox
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/nix-build-shell/nbs/sandbox/diff"
 )
 
 func TestChooseView(t *testing.T) {
@@ -54,38 +57,33 @@ func TestChooseView(t *testing.T) {
 	}
 }
 
-// TestUnlikeACopy: a view is refused where it would show what a copy
-// does not: sockets, devices, hard links.
-func TestUnlikeACopy(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "src/deep"), 0o755)
-	os.WriteFile(filepath.Join(dir, "src/deep/a"), []byte("a"), 0o644)
-	os.Symlink("a", filepath.Join(dir, "src/deep/l"))
-	syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644)
-	if why := unlikeACopy(dir, nil); why != "" {
-		t.Errorf("plain tree refused: %s", why)
+// TestSplitLinks: after a session in a view, the changed files that
+// were hard links in what it entered are named, looked up through the
+// kept changes above the kept directory; nothing else is.
+func TestSplitLinks(t *testing.T) {
+	dir, above := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+	for _, f := range []string{"src/a", "src/plain", "src/shadowed"} {
+		os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644)
 	}
-	os.Link(filepath.Join(dir, "src/deep/a"), filepath.Join(dir, "b"))
-	if why := unlikeACopy(dir, nil); !strings.Contains(why, "hard links") {
-		t.Errorf("hard links: %q", why)
+	os.Link(filepath.Join(dir, "src/a"), filepath.Join(dir, "src/b"))
+	os.Link(filepath.Join(dir, "src/shadowed"), filepath.Join(dir, "src/shadowed2"))
+	// Kept changes above replaced src/shadowed: its own file, one link.
+	os.MkdirAll(filepath.Join(above, "src"), 0o755)
+	os.WriteFile(filepath.Join(above, "src/shadowed"), []byte("new"), 0o644)
+	file := diff.Entry{Mode: 0o644}
+	cs := []diff.Change{
+		{Path: "src/a", Kind: diff.Modified, Old: file, New: file},
+		{Path: "src/plain", Kind: diff.Modified, Old: file, New: file},
+		{Path: "src/shadowed", Kind: diff.Removed, Old: file},
+		{Path: "src/new", Kind: diff.Added, New: file},
+		{Path: "src", Kind: diff.Modified, Old: diff.Entry{Mode: fs.ModeDir | 0o755}, New: diff.Entry{Mode: fs.ModeDir | 0o700}},
 	}
-	os.Remove(filepath.Join(dir, "b"))
-	me := Owner{os.Getuid(), os.Getgid()}
-	if why := unlikeACopy(dir, &me); why != "" {
-		t.Errorf("a tree of our own refused for the overlay: %s", why)
+	got := splitLinks(cs, []Layer{{Path: above}}, dir)
+	if want := []string{"/build/src/a"}; !slices.Equal(got, want) {
+		t.Errorf("splitLinks = %q, want %q", got, want)
 	}
-	if why := unlikeACopy(dir, &Owner{me.UID + 1, me.GID}); !strings.Contains(why, "owned by") {
-		t.Errorf("another owner: %q", why)
-	}
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: filepath.Join(dir, "src/sock")}); err != nil {
-		t.Fatal(err)
-	}
-	if why := unlikeACopy(dir, nil); !strings.Contains(why, "src/sock") {
-		t.Errorf("socket: %q", why)
+	if got := joinNames([]string{"a", "b", "c", "d", "e"}); got != "a, b, c and 2 more" {
+		t.Errorf("joinNames = %q", got)
 	}
 }

@@ -137,18 +137,6 @@ func (w *workspace) enter(ctx context.Context, c Config, buildDir string, above 
 		}
 	}
 	if choice.mode != EntryCopy {
-		var same *Owner
-		if choice.mode == EntryOverlay {
-			same = &owner
-		}
-		if why := unlikeACopy(buildDir, same); why != "" {
-			if c.Entry != EntryAuto {
-				return fmt.Errorf("entry mode %s is not available for %s: %s", choice.mode, buildDir, why)
-			}
-			choice = viewChoice{mode: EntryCopy, why: why}
-		}
-	}
-	if choice.mode != EntryCopy {
 		err := w.overlay(buildDir, owner, choice, log)
 		if err == nil {
 			log.Debug("entry mode: "+choice.mode+" (copy-on-write view of the kept directory)", "why", choice.why, "upper", w.dir.upper())

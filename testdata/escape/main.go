@@ -1300,7 +1300,7 @@ func killMode(o out, args []string) {
 // view's host paths (-paths), symlinks that stay symlinks and resolve
 // inside the sandbox (-links: /build paths; -follow: those whose
 // targets the host has and the sandbox must not), a fifo of its own
-// (-fifo), no device (-device); it changes /build in every way (-write,
+// (-fifo), no device (-device), no host socket (-socket); it changes /build in every way (-write,
 // a directory in /build), which must not reach the kept directory, and
 // tries the host pids given on stdin (the FUSE server's: "fuse=PID").
 func viewMode(o out, args []string) {
@@ -1310,6 +1310,7 @@ func viewMode(o out, args []string) {
 	follow := fl.String("follow", "", "comma-separated symlinks in /build whose targets must not open")
 	fifo := fl.String("fifo", "", "a fifo in /build that the test holds open on the host")
 	device := fl.String("device", "", "a device node's path in /build")
+	socket := fl.String("socket", "", "a unix socket's path in /build that a host process listens on")
 	write := fl.String("write", "", "a directory in /build to change")
 	fl.Parse(args)
 	split := func(s string) []string {
@@ -1376,6 +1377,14 @@ func viewMode(o out, args []string) {
 			unix.Close(fd)
 		}
 		o.err(report.ViewDevice, *device, err)
+	}
+	if *socket != "" {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Connect(fd, &unix.SockaddrUnix{Name: *socket})
+			unix.Close(fd)
+		}
+		o.err(report.ViewSocket, *socket, err)
 	}
 	if d := *write; d != "" {
 		viewWrites(o, d)

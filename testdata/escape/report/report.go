@@ -144,9 +144,14 @@ const (
 	// (ENXIO: no reader, a fifo of its own).
 	ViewFifoHost Check = "view fifo is the host's"
 	// ViewDevice opens a device node of the kept directory through
-	// /build (a copy leaves it out, a view refuses such a directory;
-	// nodev besides).
+	// /build (a copy leaves it out; a view shows it, mounted in the
+	// sandbox's user namespace, whose file systems open no device).
 	ViewDevice Check = "view device"
+	// ViewSocket connects to a unix socket of the kept directory
+	// through /build while a host process listens on the kept one (a
+	// copy leaves it out; in a view it is the view's inode, bound by
+	// nobody: ECONNREFUSED).
+	ViewSocket Check = "view socket"
 )
 
 // Args the program and the test share.
