@@ -83,6 +83,16 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 	// DerivationBuilderImpl::startBuild from 2.29): a fresh one of ours.
 	buildDir := "/build"
 	if host {
+		// Whether namespaces can be made, before the word on how the
+		// replay runs: where they cannot, one line says only that.
+		probe, plain := &spec{Unsandboxed: true, HostNetwork: true}, &spec{Unsandboxed: true, NoNamespaces: true}
+		r, err := namespacesRefused(procAttr(probe, u.ids), procAttr(plain, u.ids))
+		if err != nil {
+			return 0, out, err
+		}
+		if r != nil {
+			return 0, out, replayNeedsNamespaces(fmt.Errorf("start sandbox: %w: %v; %s", errUserNS, r.err, r.hint))
+		}
 		buildDir = ws.dir.build()
 		log.Warn("the original build ran without Nix's sandbox (" + why + "); so does the replay: the host's file system, network and processes, " +
 			"the build directory at " + buildDir + ", the outputs in a private view of /nix/store")
@@ -136,9 +146,7 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 	}
 	status, err = run(ctx, s, u.ids, nil, stdin, c.Stdout, c.Stderr)
 	if errors.Is(err, errUserNS) {
-		return 0, out, fmt.Errorf("a replay runs the build again in a sandbox of its own, which needs user and mount namespaces "+
-			"(a build that ran with sandbox = false too: its outputs go to a private view of /nix/store, never the host's store); %w "+
-			"(nbs shell enters a kept directory of a sandbox = false build without them)", err)
+		return 0, out, replayNeedsNamespaces(err)
 	}
 	if err != nil {
 		return 0, out, err
@@ -380,6 +388,14 @@ func hostReplay(s *spec, ws *workspace) {
 	s.Unsandboxed = true
 	s.HostNetwork = true
 	s.Hostname, s.Domainname = "", ""
+}
+
+// replayNeedsNamespaces is err, the refusal of the replay's namespaces,
+// with what a replay needs them for.
+func replayNeedsNamespaces(err error) error {
+	return fmt.Errorf("a replay runs the build again in a sandbox of its own, which needs user and mount namespaces "+
+		"(a build that ran with sandbox = false too: its outputs go to a private view of /nix/store, never the host's store); %w "+
+		"(nbs shell enters a kept directory of a sandbox = false build without them)", err)
 }
 
 // ranWithoutSandbox says whether the original build of d ran without
