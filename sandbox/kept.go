@@ -197,8 +197,8 @@ func readKept(workDir string) (KeptCopy, bool) {
 	if err != nil {
 		return KeptCopy{}, false
 	}
-	origin := strings.TrimSuffix(string(b), "\n")
-	if !filepath.IsAbs(origin) {
+	origin, err := parseRecordPath(strings.TrimSuffix(string(b), "\n"))
+	if err != nil || !filepath.IsAbs(origin) {
 		return KeptCopy{}, false
 	}
 	k := KeptCopy{Dir: filepath.Join(workDir, "build"), Origin: origin, Time: info.ModTime()}
@@ -245,17 +245,17 @@ func parseView(s string) (*KeptView, error) {
 			continue
 		}
 		var l Layer
-		var rest string
 		f := strings.SplitN(line, " ", 6)
 		if len(f) != 6 || f[0] != "layer" {
 			return nil, fmt.Errorf("line %d is not \"layer FORMAT DEV INO MTIME PATH\": %q", i+1, line)
 		}
-		l.Format, rest = f[1], f[5]
+		l.Format = f[1]
+		rest, err0 := parseRecordPath(f[5])
 		var err1, err2, err3 error
 		l.Dev, err1 = strconv.ParseUint(f[2], 10, 64)
 		l.Ino, err2 = strconv.ParseUint(f[3], 10, 64)
 		l.Mtime, err3 = strconv.ParseInt(f[4], 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil || !filepath.IsAbs(rest) || (l.Format != LayerKernel && l.Format != LayerFUSE && l.Format != LayerOrig) {
+		if err := errors.Join(err0, err1, err2, err3); err != nil || !filepath.IsAbs(rest) || (l.Format != LayerKernel && l.Format != LayerFUSE && l.Format != LayerOrig) {
 			return nil, fmt.Errorf("line %d is not \"layer FORMAT DEV INO MTIME PATH\": %q", i+1, line)
 		}
 		l.Path = rest
@@ -277,14 +277,33 @@ func formatView(v *KeptView) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "upper %s\n", v.Format)
 	for _, l := range v.Lower {
-		fmt.Fprintf(&b, "layer %s %d %d %d %s\n", l.Format, l.Dev, l.Ino, l.Mtime, l.Path)
+		fmt.Fprintf(&b, "layer %s %d %d %d %s\n", l.Format, l.Dev, l.Ino, l.Mtime, recordPath(l.Path))
 	}
 	return b.String()
 }
 
+// recordPath is a path as a record line holds it: as it is, or, when it
+// holds a newline (a record is one path a line) or could be taken for a
+// quoted one, quoted as Go does (parseRecordPath). An absolute path
+// never starts with a quote, so records written before need no change.
+func recordPath(p string) string {
+	if strings.ContainsAny(p, "\n\r") || strings.HasPrefix(p, `"`) {
+		return strconv.Quote(p)
+	}
+	return p
+}
+
+// parseRecordPath reads what recordPath wrote.
+func parseRecordPath(s string) (string, error) {
+	if strings.HasPrefix(s, `"`) {
+		return strconv.Unquote(s)
+	}
+	return s, nil
+}
+
 // writeOrigin records origin in the work directory dir, marking it kept.
 func writeOrigin(dir, origin string, owner *Owner) error {
-	return writeRecord(dir, originFile, origin+"\n", owner)
+	return writeRecord(dir, originFile, recordPath(origin)+"\n", owner)
 }
 
 // writeRecord writes a record of a kept work directory.
