@@ -35,6 +35,9 @@ type sshBuilder struct {
 	sshOpts string // NIX_SSHOPTS
 	key     string // the client's private key
 	log     *lockedBuffer
+	// installed: an nbs is on the builder's PATH (whose cache is its
+	// own), else nbs copies itself there for each session.
+	installed bool
 }
 
 type lockedBuffer struct {
@@ -198,7 +201,7 @@ LogLevel ERROR
 		write(t, installed, oldNBS)
 		os.Chmod(installed, 0o755)
 	}
-	b := &sshBuilder{sshOpts: "-F " + config, key: key, log: &lockedBuffer{}}
+	b := &sshBuilder{sshOpts: "-F " + config, key: key, log: &lockedBuffer{}, installed: installed != ""}
 	cmd := exec.Command("unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--kill-child",
 		"sh", "-c", builderStart, "sh", state, map[bool]string{true: "daemon"}[kind == daemonBuilder], installed, restrict)
 	cmd.Stdout, cmd.Stderr = b.log, b.log
@@ -318,7 +321,8 @@ func localNBS() []string {
 }
 
 // checkClean: nothing of nbs is left on the builder (its /tmp holds only
-// Nix's kept directories, no process runs there) or here.
+// Nix's kept directories, no process runs there, and the nbs it brought
+// kept no cache in the ssh user's home) or here.
 func (b *sshBuilder) checkClean(t *testing.T) {
 	t.Helper()
 	for _, e := range b.tmp(t) {
@@ -328,6 +332,10 @@ func (b *sshBuilder) checkClean(t *testing.T) {
 	}
 	if p := b.processes(); len(p) > 0 {
 		t.Errorf("left running on the builder: %q", p)
+	}
+	// The copy nbs brought kept its cache in its private directory.
+	if _, err := os.Lstat(b.root + "/root/.cache/nbs"); !b.installed && err == nil {
+		t.Errorf("left on the builder: ~/.cache/nbs")
 	}
 	eventually(func() bool { return len(localNBS()) == 0 })
 	if p := localNBS(); len(p) > 0 {

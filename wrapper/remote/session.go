@@ -374,8 +374,13 @@ func Enter(ctx context.Context, o Options) (status int, err error) {
 	args, env := shellArgs(o, p.run), ""
 	if o.Replay != nil {
 		args = replayArgs(o, p.dir+"/"+ship)
-		// The remote nbs's cache (closures of store paths) goes into
-		// the private directory, which the cleanup removes.
+	}
+	if o.Replay != nil || nbs == p.dir+"/nbs" {
+		// The remote nbs's cache (Nix's answers, closures of store
+		// paths) goes into the private directory, which the cleanup
+		// removes: a replay's, and that of the copy nbs brought, which
+		// leaves nothing behind. An nbs installed there keeps its own,
+		// as when it runs there by itself.
 		env = "export XDG_CACHE_HOME=" + shquote.Quote(p.dir) + "; "
 	}
 	tty := term.IsTerminal(o.Stdin) && term.IsTerminal(o.Stdout)
