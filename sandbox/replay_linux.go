@@ -306,6 +306,15 @@ func (w *workspace) freshRoot() error {
 	if err := removeTree(root); err != nil {
 		return fmt.Errorf("empty %s: %w", root, err)
 	}
+	// A volatile overlay (hostReplay's /nix/store) leaves a mark in its
+	// work directory that refuses the next mount of it; that mount
+	// ended cleanly, with the sandbox (Documentation/filesystems/
+	// overlayfs.rst, "Volatile mount").
+	// overlayfs makes work/ 0000; it is ours.
+	os.Chmod(filepath.Join(w.dir.work(), "work"), 0o700)
+	if err := removeTree(filepath.Join(w.dir.work(), "work", "incompat")); err != nil {
+		return fmt.Errorf("reuse the overlay's work directory: %w", err)
+	}
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return err
 	}
@@ -377,11 +386,13 @@ func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFa
 // host's store, and go with the work directory. The upper layer's root
 // is ours, so the merged /nix/store is writable (overlayfs takes a
 // directory's attributes from its upper layer); overlayfs in a user
-// namespace needs Linux 5.11 (userxattr).
+// namespace needs Linux 5.11 (userxattr). volatile: the outputs are
+// thrown away, so the end of the replay does not wait for the upper
+// file system's writeback (see mountView).
 func hostReplay(s *spec, ws *workspace) {
 	s.Root = "/"
 	s.Mounts = []Op{{Kind: OpMount, FSType: "overlay", Target: nix.StoreDir,
-		Data: "lowerdir=" + nix.StoreDir + ",upperdir=" + ws.dir.store() + ",workdir=" + ws.dir.work() + ",userxattr"},
+		Data: "lowerdir=" + nix.StoreDir + ",upperdir=" + ws.dir.store() + ",workdir=" + ws.dir.work() + ",userxattr,volatile"},
 		// The store's own mode (root:nixbld 01775 on the host).
 		{Kind: OpChmod, Target: nix.StoreDir, Mode: 0o1775}}
 	s.View = nil

@@ -305,6 +305,16 @@ func mountView(s *spec) error {
 	if err := unix.FsconfigSetFlag(fs, "userxattr"); err != nil {
 		return fmt.Errorf("overlay userxattr: %w", err)
 	}
+	// volatile: no sync of the upper file system when the overlay goes
+	// (ovl_sync_fs). Without it the session's end waited for the
+	// writeback of every dirty page of that whole file system, the
+	// gigabytes a failed build has just written among them: 265 ms
+	// with 400 MB dirty, against 2.7 ms. The changes are thrown away,
+	// or, kept with --keep, synced then (syncUpper). Linux 5.10, older
+	// than userxattr.
+	if err := unix.FsconfigSetFlag(fs, "volatile"); err != nil {
+		return fmt.Errorf("overlay volatile: %w", err)
+	}
 	if err := unix.FsconfigCreate(fs); err != nil {
 		return fmt.Errorf("create overlay (lowerdir %s, upperdir %s): %w", v.Lower, v.Upper, err)
 	}

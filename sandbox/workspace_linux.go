@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/nix"
+	"golang.org/x/sys/unix"
 )
 
 // workspace is the sandbox's private state on the host: a work directory
@@ -268,7 +269,9 @@ func (w *workspace) close(keep bool, origin string, err error) (keptCopy string,
 			if view.FUSE {
 				kv.Format = LayerFUSE
 			}
-			err = writeRecord(w.dir.path, viewFile, formatView(kv), w.chown)
+			if err = syncUpper(view.Upper); err == nil {
+				err = writeRecord(w.dir.path, viewFile, formatView(kv), w.chown)
+			}
 			kept = w.dir.path
 		}
 		if err == nil {
@@ -283,6 +286,21 @@ func (w *workspace) close(keep bool, origin string, err error) (keptCopy string,
 		err = fmt.Errorf("remove copy %s: %w", w.dir.path, rerr)
 	}
 	return "", err
+}
+
+// syncUpper writes kept changes to disk before they are recorded as
+// kept: the kernel's overlay is mounted volatile (mountView), and
+// fuse-overlayfs syncs nothing either.
+func syncUpper(upper string) error {
+	fd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sync kept changes: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("sync kept changes %s: %w", upper, err)
+	}
+	return nil
 }
 
 // reachable checks that the sandbox user can reach dir: as root nbs
