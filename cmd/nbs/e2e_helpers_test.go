@@ -43,7 +43,10 @@ func TestMain(m *testing.M) {
 	os.Chmod(dir, 0o755)
 	nbsBin = filepath.Join(dir, "nbs")
 	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(goBin, "build", "-o", nbsBin, ".").CombinedOutput(); err != nil {
+	// Static, as the README and the flake build it.
+	build := exec.Command(goBin, "build", "-o", nbsBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build nbs: %v\n%s", err, out)
 		os.Exit(1)
 	}

@@ -54,7 +54,7 @@ chmod 755 "$top"
 nbs=${NBS_BENCH_NBS:-}
 if [ -z "$nbs" ]; then
 	nbs=$top/nbs
-	go build -o "$nbs" ./cmd/nbs
+	CGO_ENABLED=0 go build -o "$nbs" ./cmd/nbs
 fi
 work=$top/tmp
 mkdir -p "$work"

@@ -43,7 +43,7 @@ trap cleanup EXIT INT TERM
 nbs=${NBS:-}
 if [ -z "$nbs" ]; then
 	nbs=$work/nbs
-	go build -o "$nbs" ./cmd/nbs
+	CGO_ENABLED=0 go build -o "$nbs" ./cmd/nbs
 fi
 
 dir=${1:-}

@@ -42,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 nbs=$top/nbs
-go build -o "$nbs" ./cmd/nbs
+CGO_ENABLED=0 go build -o "$nbs" ./cmd/nbs
 chmod 755 "$nbs"
 
 # kept ARGS...: the directory a failing nix-build ARGS... kept.
