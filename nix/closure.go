@@ -217,7 +217,10 @@ func ExistingStorePaths(ps []string) []string {
 // drv.inputSrcs to the input closure and sends the rest of the
 // derivation unchanged with Store::buildDerivation, which the legacy
 // ssh store writes over `nix-store --serve` (src/libstore/
-// legacy-ssh-store.cc, LegacySSHStore::buildDerivation). An input whose
+// legacy-ssh-store.cc, LegacySSHStore::buildDerivation). Basic names the
+// direct inputs only, not their closure as Nix's hook does: the builder
+// computes the closure from its own store, where the inputs' references
+// are registered, and the replay's sandbox shows that. An input whose
 // output path is not known before its build (content-addressed) cannot
 // be resolved here and is an error.
 func (d *Derivation) Basic() (*Derivation, error) {
