@@ -21,10 +21,25 @@ func safetyNet(t *testing.T) <-chan os.Signal {
 	return c
 }
 
-func kill(t *testing.T, sig syscall.Signal) {
+// kill sends sig to the test itself and waits until the safety net net
+// has it: a signal still pending when a test's handlers go (signal.Stop
+// of the last channel restores the default action) would end the test
+// binary, as SIGHUP did once on a machine loaded with two test runs.
+func kill(t *testing.T, net <-chan os.Signal, sig syscall.Signal) {
 	t.Helper()
 	if err := syscall.Kill(os.Getpid(), sig); err != nil {
 		t.Fatal(err)
+	}
+	limit := time.After(time.Minute)
+	for {
+		select {
+		case got := <-net:
+			if got == sig {
+				return
+			}
+		case <-limit:
+			t.Fatalf("%v never arrived", sig)
+		}
 	}
 }
 
@@ -33,16 +48,16 @@ func kill(t *testing.T, sig syscall.Signal) {
 func TestCatch(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
-			safetyNet(t)
+			net := safetyNet(t)
 			ctx, c := Catch(context.Background())
 			defer c.Stop()
 			if c.Err() != nil || c.Signal() != 0 {
 				t.Fatalf("before a signal: Err %v, Signal %v", c.Err(), c.Signal())
 			}
-			kill(t, sig)
+			kill(t, net, sig)
 			<-ctx.Done()
 			<-c.Interrupted()
-			kill(t, syscall.SIGHUP)
+			kill(t, net, syscall.SIGHUP)
 			var e *Error
 			if !errors.As(c.Err(), &e) || e.Signal != sig || c.Signal() != sig {
 				t.Errorf("Err %v, Signal %v; want %v", c.Err(), c.Signal(), sig)
@@ -66,14 +81,14 @@ func TestStartForwards(t *testing.T) {
 		{syscall.SIGHUP, 0, syscall.SIGHUP},
 	} {
 		t.Run(c.send.String(), func(t *testing.T) {
-			safetyNet(t)
+			net := safetyNet(t)
 			_, ctr := Catch(context.Background())
 			defer ctr.Stop()
 			cmd := exec.Command("sleep", "600")
 			if err := ctr.Start(cmd, c.as); err != nil {
 				t.Fatal(err)
 			}
-			kill(t, c.send)
+			kill(t, net, c.send)
 			cmd.Wait()
 			if got := Status(cmd.ProcessState); got != 128+int(c.want) {
 				t.Errorf("child's status %d, want %d (killed by %v)", got, 128+int(c.want), c.want)
@@ -84,10 +99,10 @@ func TestStartForwards(t *testing.T) {
 
 // TestStartAfterSignal: once a signal has come, nothing is started.
 func TestStartAfterSignal(t *testing.T) {
-	safetyNet(t)
+	net := safetyNet(t)
 	ctx, c := Catch(context.Background())
 	defer c.Stop()
-	kill(t, syscall.SIGINT)
+	kill(t, net, syscall.SIGINT)
 	<-ctx.Done()
 	cmd := exec.Command("sleep", "600")
 	var e *Error
@@ -107,12 +122,7 @@ func TestStop(t *testing.T) {
 	ctx, c := Catch(context.Background())
 	c.Stop()
 	<-ctx.Done()
-	kill(t, syscall.SIGINT)
-	select {
-	case <-net:
-	case <-time.After(time.Minute):
-		t.Fatal("the signal never arrived")
-	}
+	kill(t, net, syscall.SIGINT)
 	if c.Err() != nil {
 		t.Errorf("Err after Stop = %v, want nil", c.Err())
 	}
