@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -127,7 +128,11 @@ func Replay(ctx context.Context, c ReplayConfig) (status int, out ReplayOutcome,
 	if err != nil {
 		return 0, out, err
 	}
-	s := replaySpec(c, t, env, facts, ws, host, tty, report, log)
+	var hide []string
+	if host {
+		hide = privateDirs(u.ids.UID, ws.dir.path)
+	}
+	s := replaySpec(c, t, env, facts, ws, host, hide, tty, report, log)
 	stdin := c.Stdin
 	if !tty {
 		// Nix's builder reads /dev/null.
@@ -331,11 +336,14 @@ func (w *workspace) freshRoot() error {
 // argv and environment, and for a bash builder the hook on fd 3. host:
 // the original ran without Nix's sandbox, and so does the replay (see
 // hostReplay).
-func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFacts, ws *workspace, host, tty bool, report string, log *slog.Logger) *spec {
+func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFacts, ws *workspace, host bool, hide []string, tty bool, report string, log *slog.Logger) *spec {
 	s := nixSandbox(ws, facts, "/build", "", t.drv.IsFixedOutput(), tty, log)
 	reportDir, terminal := "/tmp", "/dev/pts/0"
 	if host {
-		hostReplay(s, ws)
+		hostReplay(s, ws, hide)
+		if len(hide) > 0 {
+			log.Debug("hidden from the replay", "dirs", strings.Join(hide, " "))
+		}
 		// The host's /tmp is the build's; the sandbox's devpts is the
 		// host's.
 		reportDir, terminal = ws.dir.tmp(), "/dev/tty"
@@ -389,16 +397,50 @@ func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFa
 // namespace needs Linux 5.11 (userxattr). volatile: the outputs are
 // thrown away, so the end of the replay does not wait for the upper
 // file system's writeback (see mountView).
-func hostReplay(s *spec, ws *workspace) {
+//
+// hide are directories of the user the replay runs as that the build
+// user it ran as could not read, each covered by an empty tmpfs of its
+// own (privateDirs).
+func hostReplay(s *spec, ws *workspace, hide []string) {
 	s.Root = "/"
 	s.Mounts = []Op{{Kind: OpMount, FSType: "overlay", Target: nix.StoreDir,
 		Data: "lowerdir=" + nix.StoreDir + ",upperdir=" + ws.dir.store() + ",workdir=" + ws.dir.work() + ",userxattr,volatile"},
 		// The store's own mode (root:nixbld 01775 on the host).
 		{Kind: OpChmod, Target: nix.StoreDir, Mode: 0o1775}}
+	for _, d := range hide {
+		s.Mounts = append(s.Mounts, Op{Kind: OpMount, FSType: "tmpfs", Target: d, Data: "mode=0700,size=1m"})
+	}
 	s.View = nil
 	s.Unsandboxed = true
 	s.HostNetwork = true
 	s.Hostname, s.Domainname = "", ""
+}
+
+// privateDirs are the directories of uid a build that ran without
+// Nix's sandbox, as one of Nix's build users, could not have read, and
+// its replay, which runs as uid, must not either: the home directory
+// (SSH keys, tokens; Nix gives the build HOME=/homeless-shelter) and the
+// runtime directory (/run/user/UID: the ssh and gpg agents' sockets,
+// which would let the build's code use the user's keys). Only existing
+// directories (the child must create nothing on the host), never "/",
+// nor one that holds the replay's work directory (TMPDIR below the
+// home) or the store.
+func privateDirs(uid int, work string) []string {
+	var dirs []string
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && u.HomeDir != "" {
+		dirs = append(dirs, filepath.Clean(u.HomeDir))
+	}
+	dirs = append(dirs, "/run/user/"+strconv.Itoa(uid))
+	var hide []string
+	for _, d := range dirs {
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() || d == "/" || !filepath.IsAbs(d) ||
+			d == work || strings.HasPrefix(work, d+"/") || d == nix.StoreDir || strings.HasPrefix(nix.StoreDir, d+"/") {
+			continue
+		}
+		hide = append(hide, d)
+	}
+	return hide
 }
 
 // replayNeedsNamespaces is err, the refusal of the replay's namespaces,

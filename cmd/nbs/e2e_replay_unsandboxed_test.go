@@ -96,6 +96,28 @@ func TestReplayUnsandboxed(t *testing.T) {
 		})
 	}
 
+	t.Run("private", func(t *testing.T) {
+		// The build ran as a build user, who could not read the
+		// caller's home: the replay, which runs as the caller, sees it
+		// empty (and the caller's /run/user/UID, were there one).
+		u := unprivileged(t)
+		secret := filepath.Join(u.home, ".nbs-replay-secret")
+		if err := os.WriteFile(secret, []byte("secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Lchown(secret, u.uid, u.gid)
+		t.Cleanup(func() { os.Remove(secret) })
+		res := runNBS(t, u, nil, "replay", "--no-sandbox", "--run",
+			"cat "+secret+" 2>/dev/null || echo hidden; ls -A "+u.home+" | wc -l; test -d /usr && echo host-fs", drv)
+		if res.code != 0 || !strings.HasSuffix(res.stdout, "\nhidden\n0\nhost-fs\n") {
+			t.Errorf("status %d, stdout %q; want the home hidden, the host's file system\nstderr: %s", res.code, res.stdout, res.stderr)
+		}
+		if b, err := os.ReadFile(secret); err != nil || string(b) != "secret\n" {
+			t.Errorf("the secret on the host: %q, %v", b, err)
+		}
+		assertCleanTmp(t, res)
+	})
+
 	t.Run("not bash", func(t *testing.T) {
 		// A second sandbox over the same store overlay enters the
 		// replayed build directory.
