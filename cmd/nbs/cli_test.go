@@ -392,3 +392,19 @@ func TestOriginalRan(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadableHint: the sudo and replay commands of the hint keep what
+// the user asked, --no-sandbox included (nbs shell takes a build's
+// sandbox setting from Nix or the user, not from what it kept).
+func TestUnreadableHint(t *testing.T) {
+	dir := "/tmp/nix-build-x.drv-0"
+	h := unreadableHint("make", dir, "", nil, true)
+	for _, want := range []string{"sudo nbs shell --no-sandbox --run make " + dir, "nbs replay --no-sandbox --run make " + dir} {
+		if !strings.Contains(h, want) {
+			t.Errorf("hint %q lacks %q", h, want)
+		}
+	}
+	if h := unreadableHint("", dir, "", []string{"ls", "-l"}, false); !strings.Contains(h, "sudo nbs shell "+dir+" ls -l") || strings.Contains(h, "--no-sandbox") {
+		t.Errorf("hint %q", h)
+	}
+}

@@ -261,20 +261,21 @@ func noSandbox(flag bool) string {
 
 // unreadableHint is what to do about a kept directory whose env-vars
 // only the build user may read: sudo, or a replay of the same request
-// (of drv, the derivation, when the caller knows it),
+// (of drv, the derivation, when the caller knows it; with --no-sandbox
+// when the user said the build ran without the sandbox),
 // with how long the original build ran when the directory tells
 // (nix.KeptBuildTime).
-func unreadableHint(run, dir, drv string, command []string) string {
-	shell := sudoShell(run, dir, command)
+func unreadableHint(run, dir, drv string, command []string, unsandboxed bool) string {
+	shell := sudoShell(run, dir, command, unsandboxed)
 	replay := "nbs replay" + strings.TrimPrefix(shell, "nbs shell")
 	if drv != "" {
 		// nbs build knows the derivation, which names exactly what to
 		// replay (the directory's name may not: see below).
-		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, drv, command), "nbs shell")
+		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, drv, command, unsandboxed), "nbs shell")
 	} else if b, ok := nix.ParseBuildDir(dir); ok && b.Name == "" {
 		// Nix 2.30.4+ names the directory nix-PID-N: nothing but the
 		// unreadable env-vars tells which derivation it was.
-		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, "DRV", command), "nbs shell") +
+		replay = "nbs replay" + strings.TrimPrefix(sudoShell(run, "DRV", command, unsandboxed), "nbs shell") +
 			", DRV being the .drv nix-build's error names (this directory's name does not)"
 	}
 	took := ""

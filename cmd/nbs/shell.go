@@ -180,15 +180,19 @@ func enterLocal(ctx context.Context, f *Factory, c sandbox.Config) (status int, 
 	c.Changed = printChanged(f)
 	status, kept, err = sandbox.Enter(ctx, c)
 	if errors.Is(err, sandbox.ErrUnreadable) {
-		err = &hintError{err, unreadableHint(c.Script, c.Dir, c.Drv, c.Command)}
+		err = &hintError{err, unreadableHint(c.Script, c.Dir, c.Drv, c.Command, c.Sandbox == "false")}
 	}
 	return status, kept, err
 }
 
 // sudoShell is the nbs shell command that enters dir as the user asked
-// (with --run CMD, or CMD ARG…), for the hint to run it with sudo.
-func sudoShell(run, dir string, command []string) string {
+// (with --run CMD, or CMD ARG…; with --no-sandbox for a build that ran
+// without the sandbox), for the hint to run it with sudo.
+func sudoShell(run, dir string, command []string, unsandboxed bool) string {
 	s := "nbs shell "
+	if unsandboxed {
+		s += "--no-sandbox "
+	}
 	if run != "" {
 		s += "--run " + shquote.Paste(run) + " "
 	}
