@@ -537,8 +537,9 @@ func reportChanges(b *keptBuild, ws *workspace, changed func(diff.Summary), log 
 	}
 	if ws.view != nil {
 		if p := splitLinks(cs, b.above, b.dir); len(p) > 0 {
-			log.Warn(fmt.Sprintf("%s had other names (hard links) in the kept directory, which the copy-on-write view did not change with it "+
-				"(fuse-overlayfs may even have recorded the change under another of them); a copy keeps hard links linked: nbs shell --copy", joinNames(p)))
+			log.Warn(fmt.Sprintf("%s had other names (hard links) in the kept directory: the copy-on-write view records a change under one name only "+
+				"(the kernel's overlay splits the link, fuse-overlayfs may name another of them), and so do --keep and nbs diff; "+
+				"a copy keeps hard links linked: nbs shell --copy", joinNames(p)))
 		}
 	}
 }
