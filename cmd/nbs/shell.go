@@ -78,12 +78,12 @@ what the session made of /build stays (a view keeps only its changes,
 over DIR; a copy the copy): 'nbs diff DIR' shows the changes as a patch,
 'nbs shell KEPT' enters the result. --last
 enters the newest kept build directory ('nbs list' shows them all).
+Copying a big directory shows a progress bar when stderr is a terminal.
 
 A build that ran without Nix's sandbox (sandbox = false) is entered the
 way it ran, on the host, when Nix's sandbox setting says so or
 --no-sandbox does: never because the kept env-vars, which the build
-wrote, names a host build directory.
-Copying a big directory shows a progress bar when stderr is a terminal.`,
+wrote, names a host build directory.`,
 		Example: `  nbs shell /tmp/nix-build-wttr.drv-0
   nbs shell /tmp/nix-build-wttr.drv-0 make -j1
   nbs shell --run 'runPhase buildPhase' /tmp/nix-build-wttr.drv-0
