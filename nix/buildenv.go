@@ -214,7 +214,7 @@ func Nix32(b []byte) string {
 	return string(out)
 }
 
-var ergFileName = lazyRegexp(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+var ergFileName = LazyRegexp(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 
 // exportReferencesGraph writes, for each NAME PATH pair, the closure of
 // PATH to the file NAME in the format of `nix-store --register-validity`
@@ -388,7 +388,7 @@ func closureSize(p string, byPath map[string]*PathInfo) uint64 {
 	return sum
 }
 
-var shVarName = lazyRegexp(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var shVarName = LazyRegexp(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // structuredAttrsFiles are .attrs.json (the attributes plus "outputs")
 // and .attrs.sh (the attributes bash can represent), as Nix's

@@ -188,8 +188,8 @@ type BuildDir struct {
 }
 
 var (
-	reNamed = lazyRegexp(`^nix-build-(.+)\.drv-([0-9]+)(-[0-9]+)?$`)
-	rePID   = lazyRegexp(`^nix-[0-9]+-[0-9]+$`)
+	reNamed = LazyRegexp(`^nix-build-(.+)\.drv-([0-9]+)(-[0-9]+)?$`)
+	rePID   = LazyRegexp(`^nix-[0-9]+-[0-9]+$`)
 )
 
 // ParseBuildDir recognises p (slash-separated, absolute or not) as a

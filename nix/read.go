@@ -66,9 +66,10 @@ func readFile(path string) ([]byte, error) {
 	return data, err
 }
 
-// lazyRegexp compiles expr on first use: every nbs process, the
-// sandbox's child too, would otherwise compile each pattern at start-up,
-// before it knows whether it needs any.
-func lazyRegexp(expr string) func() *regexp.Regexp {
+// LazyRegexp compiles expr on first use: every nbs process, the
+// sandbox's child too, would otherwise compile each pattern (of Nix's
+// names and log lines, here and in wrapper) at start-up, before it
+// knows whether it needs any.
+func LazyRegexp(expr string) func() *regexp.Regexp {
 	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

@@ -77,7 +77,7 @@ func (v Version) AtLeast(major, minor, patch int) bool {
 	return v.Patch >= patch
 }
 
-var versionRE = lazyRegexp(`(\d+)\.(\d+)(?:\.(\d+))?`)
+var versionRE = LazyRegexp(`(\d+)\.(\d+)(?:\.(\d+))?`)
 
 // ParseVersion reads the version out of `nix --version` output such as
 // "nix (Nix) 2.8.0" or "nix (Lix, like Nix) 2.91.1".

@@ -546,9 +546,9 @@ func reportChanges(b *keptBuild, ws *workspace, changed func(diff.Summary), log 
 
 // splitLinks are the files among the changes cs that were hard links in
 // what the session entered (the kept directory below kept changes
-// above): the view changed one name of each (see the notes above
-// idmappedTree). It looks at the changed entries only, so that entry
-// never has to walk the kept directory for them.
+// above): the view changed one name of each (see chooseView). It
+// looks at the changed entries only, so that entry never has to walk
+// the kept directory for them.
 func splitLinks(cs []diff.Change, above []Layer, dir string) []string {
 	var split []string
 	for _, c := range cs {

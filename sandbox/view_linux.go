@@ -87,6 +87,32 @@ type viewChoice struct {
 // --keep takes any mode: what a view keeps is its upper directory (the
 // changes, a deletion a whiteout) and a record of the kept directory
 // below (KeptView), not a second copy.
+//
+// A view is chosen without looking inside the kept directory, so that
+// entry costs the same whatever its size. What a view shows otherwise
+// than a copy, measured on Linux 6.18 in every view nbs mounts:
+//
+//   - A socket is there but leads nowhere: connect fails with
+//     ECONNREFUSED through the kernel's overlay (the socket's inode is
+//     the overlay's, not the one a host listener bound) and through
+//     fuse-overlayfs, even while a host process listens on the kept
+//     one. A copy leaves it out.
+//   - A device node (no build can make one: Nix's sandbox has no
+//     CAP_MKNOD) is there but does not open (EACCES): both views are
+//     mounted in the sandbox's user namespace, whose superblocks the
+//     kernel never lets open a device (SB_I_NODEV, may_open_dev), and
+//     fuse-overlayfs mounts nodev besides. A copy leaves it out.
+//   - Hard links: the kernel's overlay splits them when one name is
+//     changed (index=on, which would keep them, falls back to off in a
+//     user namespace: no file handles there), and fuse-overlayfs keeps
+//     them linked while mounted but records the change under another
+//     of the names. A copy keeps them linked. splitLinks says so after
+//     the session, for the files it changed.
+//   - A file of another owner than the kept directory's (which a build
+//     cannot make: it has one uid and one gid) cannot be changed in the
+//     kernel's overlay (EACCES, EPERM or EOVERFLOW: the sandbox's user
+//     namespace maps only the directory's owner); a copy gives it to
+//     the sandbox user. --copy is the way to change such a file.
 func chooseView(asked string, root bool, kept, sandbox Owner, fuse error) (viewChoice, error) {
 	switch asked {
 	case EntryAuto, EntryCopy, EntryOverlay, EntryFUSE:
@@ -209,32 +235,6 @@ func mustLook(name string) string {
 func escapeOpt(p string) string {
 	return strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(p)
 }
-
-// A view is chosen without looking inside the kept directory, so that
-// entry costs the same whatever its size. What a view shows otherwise
-// than a copy, measured on Linux 6.18 in every view nbs mounts:
-//
-//   - A socket is there but leads nowhere: connect fails with
-//     ECONNREFUSED through the kernel's overlay (the socket's inode is
-//     the overlay's, not the one a host listener bound) and through
-//     fuse-overlayfs, even while a host process listens on the kept
-//     one. A copy leaves it out.
-//   - A device node (no build can make one: Nix's sandbox has no
-//     CAP_MKNOD) is there but does not open (EACCES): both views are
-//     mounted in the sandbox's user namespace, whose superblocks the
-//     kernel never lets open a device (SB_I_NODEV, may_open_dev), and
-//     fuse-overlayfs mounts nodev besides. A copy leaves it out.
-//   - Hard links: the kernel's overlay splits them when one name is
-//     changed (index=on, which would keep them, falls back to off in a
-//     user namespace: no file handles there), and fuse-overlayfs keeps
-//     them linked while mounted but records the change under another
-//     of the names. A copy keeps them linked. splitLinks says so after
-//     the session, for the files it changed.
-//   - A file of another owner than the kept directory's (which a build
-//     cannot make: it has one uid and one gid) cannot be changed in the
-//     kernel's overlay (EACCES, EPERM or EOVERFLOW: the sandbox's user
-//     namespace maps only the directory's owner); a copy gives it to
-//     the sandbox user. --copy is the way to change such a file.
 
 // idmappedTree clones dir as a detached mount on which the files of
 // from (uid and gid) belong to to, read-only, nosuid and nodev. It needs

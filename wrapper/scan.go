@@ -1,11 +1,9 @@
 package wrapper
 
 import (
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/nix-build-shell/nbs/nix"
 )
@@ -114,16 +112,16 @@ var (
 	// A store path in quotes, as Nix prints derivations.
 	drvRe = `'(/[^'\s]*\.drv)'`
 
-	reBuilding = lazyRegexp(`^(?:building|checking outputs of|repairing outputs of) ` + drvRe + `(?: on '(.*)')?\.\.\.$`)
+	reBuilding = nix.LazyRegexp(`^(?:building|checking outputs of|repairing outputs of) ` + drvRe + `(?: on '(.*)')?\.\.\.$`)
 	// ≤2.28, and inside remote failures: also "failed due to signal N",
 	// "failed to produce output path …".
-	reBuilderFor = lazyRegexp(`^builder for ` + drvRe + ` failed(?: with exit code (\d+))?`)
-	reCannot     = lazyRegexp(`^Cannot build ` + drvRe + `\.$`)
-	reReason     = lazyRegexp(`^Reason: builder failed(?: with exit code (\d+))?`)
-	reRemote     = lazyRegexp(`^build of ` + drvRe + ` on '(.*?)' failed(?:: (.*))?$`)
-	reHash       = lazyRegexp(`^hash mismatch in fixed-output derivation ` + drvRe)
-	rePrefix     = lazyRegexp(`^([A-Za-z0-9+._?=-]+)> (.*)$`)
-	reStatus     = lazyRegexp(`\] building ([A-Za-z0-9+._?=-]+)`)
+	reBuilderFor = nix.LazyRegexp(`^builder for ` + drvRe + ` failed(?: with exit code (\d+))?`)
+	reCannot     = nix.LazyRegexp(`^Cannot build ` + drvRe + `\.$`)
+	reReason     = nix.LazyRegexp(`^Reason: builder failed(?: with exit code (\d+))?`)
+	reRemote     = nix.LazyRegexp(`^build of ` + drvRe + ` on '(.*?)' failed(?:: (.*))?$`)
+	reHash       = nix.LazyRegexp(`^hash mismatch in fixed-output derivation ` + drvRe)
+	rePrefix     = nix.LazyRegexp(`^([A-Za-z0-9+._?=-]+)> (.*)$`)
+	reStatus     = nix.LazyRegexp(`\] building ([A-Za-z0-9+._?=-]+)`)
 )
 
 const (
@@ -524,10 +522,4 @@ func visible(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// lazyRegexp compiles expr on first use: every nbs process, the
-// sandbox's child too, would otherwise compile each pattern at start-up.
-func lazyRegexp(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

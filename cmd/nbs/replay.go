@@ -244,8 +244,8 @@ func replayFailure(ctx context.Context, f *Factory, drv string, exit int, opts *
 // sandboxSetting is the sandbox setting the original ran with, as the
 // command line says ("" when it does not).
 func sandboxSetting(opts *ReplayOptions) string {
-	if s := noSandbox(opts.NoSandbox); s != "" {
-		return s
+	if opts.NoSandbox {
+		return "false"
 	}
 	return opts.Sandbox
 }
