@@ -8,22 +8,27 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"unsafe"
 
-	"github.com/nix-build-shell/nbs/sandbox/term"
 	"golang.org/x/sys/unix"
 )
 
-// childArg0 is argv[0] of the re-executed nbs that sets the sandbox up.
+// childArg0 is argv[0] of the re-executed nbs that enters a running
+// build (nbs attach, see attach_linux.go): the one start that needs Go
+// code inside the sandbox (the build's /nix/store read for --with, the
+// command looked up on its PATH). Every other sandbox is set up by a
+// program of system calls in a hand-forked child (compileSandbox).
 // The role is chosen from it before the CLI runs.
 const childArg0 = "nbs-sandbox-child"
 
-// The child's inherited descriptors (exec.Cmd.ExtraFiles start at 3).
+// The attach child's inherited descriptors.
 const (
 	specFD = 3 // parent → child: the spec as JSON, then EOF
 	errFD  = 4 // child → parent: a childError as JSON; close-on-exec, so EOF means execve succeeded
 	ptyFD  = 5 // child → parent: the pty master, as SCM_RIGHTS (spec.TTY only)
-	// spec.Attach only: the running build's mount namespace, root and
-	// current directory (its /proc/PID/ns/mnt, root and cwd).
+	// The running build's mount namespace, root and current directory
+	// (its /proc/PID/ns/mnt, root and cwd).
 	mntFD  = 6
 	rootFD = 7
 	cwdFD  = 8
@@ -33,7 +38,21 @@ const (
 // rcFD is where the interactive shell finds spec.RC (bash --rcfile /dev/fd/3).
 const rcFD = 3
 
-// IsChild reports whether this process is the sandbox child (or the
+// The forked child's descriptors: the scratch ones its calls put their
+// descriptors on, and, from progFDBase on, the parent's that the program
+// uses (moved there with F_DUPFD_CLOEXEC, so that no scratch descriptor
+// and none of 0–3 ever overwrites one still needed).
+const (
+	scratchFD  = 10 // a socket or file, closed again
+	fsFD       = 11 // fsopen's file system context
+	fsMountFD  = 12 // fsmount's detached mount
+	fuseFD     = 13 // /dev/fuse
+	masterFD   = 14 // the pty master
+	slaveFD    = 15 // the pty slave
+	progFDBase = 20
+)
+
+// IsChild reports whether this process is the attach child (or the
 // namespace probe, see probeArg0).
 func IsChild() bool {
 	return len(os.Args) > 0 && (os.Args[0] == childArg0 || os.Args[0] == probeArg0)
@@ -45,8 +64,8 @@ type childError struct {
 	Err  string `json:"err"`
 }
 
-// ChildMain sets the sandbox up and execs the command. It never returns:
-// on failure it reports the step on errFD and exits 127.
+// ChildMain enters the running build and execs the command. It never
+// returns: on failure it reports the step on errFD and exits 127.
 func ChildMain() {
 	if os.Args[0] == probeArg0 {
 		probeMain()
@@ -54,55 +73,54 @@ func ChildMain() {
 	// Capabilities, no_new_privs and seccomp are per thread: everything
 	// runs on this one thread, which ends in execve.
 	runtime.LockOSThread()
-	step, err := runChild() // returns only when a step failed
-	b, _ := json.Marshal(childError{Step: step, Err: err.Error()})
+	err := runAttachChild() // returns only when a step failed
+	var se *setupError
+	if !errors.As(err, &se) {
+		se = &setupError{Step: "unknown", Msg: err.Error()}
+	}
+	b, _ := json.Marshal(childError{Step: se.Step, Err: se.Msg})
 	if _, werr := unix.Write(errFD, b); werr != nil {
-		fmt.Fprintf(os.Stderr, "nbs: sandbox set-up: %s: %v\n", step, err)
+		fmt.Fprintf(os.Stderr, "nbs: sandbox set-up: %v\n", se)
 	}
 	os.Exit(127)
 }
 
-// runChild runs the set-up steps in Nix's order (runChild in
-// derivation-builder.cc): network, UTS, mounts, pivot_root, then the
-// per-process state, and finally execve. It returns only on failure.
-func runChild() (string, error) {
+// runAttachChild joins the build's mounts in Go, then runs the program
+// of the terminal and exec steps, the same any sandbox ends with.
+func runAttachChild() error {
 	sp, err := readSpec()
 	if err != nil {
-		return "read spec", err
+		return &setupError{Step: "read spec", Msg: err.Error()}
 	}
-	steps := []struct {
+	for _, s := range []struct {
 		name string
 		run  func(*spec) error
-		// sandboxOnly steps are skipped for spec.Unsandboxed; mountNS
-		// ones (an unsandboxed build's mounts) for spec.NoNamespaces,
-		// which runs only the per-process steps.
-		sandboxOnly, mountNS bool
-		// attach steps are the only ones run for Spec.Attach: the
-		// build being entered has its namespaces and mounts already.
-		attach bool
 	}{
-		{"bring up loopback", setupLoopback, true, false, false},
-		{"set host name", setupUTS, true, false, false},
-		{"make mounts private", makeMountsPrivate, false, true, false},
-		{viewStep, mountView, false, true, false},
-		{"mount new root", mountRoot, true, false, false},
-		{"apply mount plan", applyPlan, false, true, false},
-		{"pivot_root", pivotRoot, true, false, false},
-		{"make / read-only", readOnlyRoot, true, false, false},
-		{"enter the build's mounts", enterBuildMounts, false, false, true},
-		{"find command", findCommand, false, false, true},
-		{"set up terminal", setupTTY, false, false, true},
-		{"exec", execCommand, false, false, true},
-	}
-	for _, s := range steps {
-		if s.sandboxOnly && sp.Unsandboxed || s.mountNS && sp.NoNamespaces || sp.Attach && !s.attach {
-			continue
-		}
+		{"enter the build's mounts", enterBuildMounts},
+		{"find command", findCommand},
+	} {
 		if err := s.run(sp); err != nil {
-			return s.name, err
+			return &setupError{Step: s.name, Msg: err.Error()}
 		}
 	}
-	return "exec", errors.New("execve returned")
+	// The pty's descriptors go on numbers this process owns: Go's
+	// runtime may hold any other.
+	var own [2]int
+	for i := range own {
+		if own[i], err = unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			return &setupError{Step: "set up terminal", Msg: err.Error()}
+		}
+	}
+	p := &prog{}
+	if sp.TTY {
+		compileTTY(p, sp, ptyFD, own[0], own[1])
+	}
+	if err := compileExec(p, sp); err != nil {
+		return err
+	}
+	i, errno := runProg(p.ops)
+	runtime.KeepAlive(p)
+	return p.failure(i, errno)
 }
 
 func readSpec() (*spec, error) {
@@ -118,296 +136,365 @@ func readSpec() (*spec, error) {
 	if s.Root == "" || len(s.Argv) == 0 {
 		return nil, errors.New("decode spec: root or argv missing")
 	}
-	if !s.Attach {
-		if err := placeViewFiles(&s); err != nil {
-			return nil, err
-		}
-	}
 	return &s, nil
 }
 
-// placeViewFiles takes the view's descriptors from the message the parent
-// sends after the spec on the socket at viewFD (sendViewFiles) and puts
-// them where mountView uses them: the idmapped kept directory on viewFD
-// (which replaces the socket), the FUSE socket on viewReadyFD. Without
-// them the socket is closed.
-func placeViewFiles(s *spec) error {
-	v := s.View
-	if v == nil || !v.LowerFD && !v.FUSE {
-		return unix.Close(viewFD)
-	}
-	want := 0
-	for _, b := range []bool{v.LowerFD, v.FUSE} {
-		if b {
-			want++
-		}
-	}
-	buf := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(4*want))
-	_, oobn, _, _, err := unix.Recvmsg(viewFD, buf, oob, unix.MSG_CMSG_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("receive the view's descriptors: %w", err)
-	}
-	var fds []int
-	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
-		fds, _ = unix.ParseUnixRights(&msgs[0])
-	}
-	if len(fds) != want {
-		return fmt.Errorf("receive the view's descriptors: %d of %d", len(fds), want)
-	}
-	places := []int{viewFD, viewReadyFD}
-	if !v.LowerFD {
-		places = places[1:]
-		unix.Close(viewFD)
-	}
-	for i, fd := range fds {
-		if fd == places[i] {
-			continue // received there (close-on-exec, MSG_CMSG_CLOEXEC)
-		}
-		if err := unix.Dup3(fd, places[i], unix.O_CLOEXEC); err != nil {
-			return fmt.Errorf("place the view's descriptors: %w", err)
-		}
-		unix.Close(fd)
-	}
-	return nil
+// childFDs are the parent's descriptors a sandbox's program uses, by
+// their numbers in the child (all at or above progFDBase).
+type childFDs struct {
+	stdin, stdout, stderr int
+	// sync is the read end of a pipe: a byte on it says the id maps
+	// are written; its end says nbs is gone. syncW is the child's copy
+	// of the write end, which it closes first.
+	sync, syncW int
+	pty         int // the socket the pty master goes back on (spec.TTY)
+	lower       int // the idmapped kept directory (View.LowerFD)
+	fuseReady   int // the socket the FUSE device goes back on (View.FUSE)
 }
 
-// setupLoopback brings lo up the way Nix does: SIOCSIFFLAGS with
+// childIDs are the ids a sandbox's child takes and has inside.
+type childIDs struct {
+	uid, gid int
+	// setGroups: clear the supplementary groups too (host root
+	// becoming the build user without namespaces).
+	setGroups bool
+}
+
+// compileSandbox compiles the set-up of sp for the forked child, in Nix's
+// order (runChild in derivation-builder.cc): the process's ids, network,
+// UTS, mounts, pivot_root, the terminal, then the per-process state and
+// execve. userNS: the child is in a new user namespace whose id maps
+// the parent writes while it waits on fds.sync.
+func compileSandbox(sp *spec, ids childIDs, userNS bool, fds childFDs) (*prog, error) {
+	p := &prog{}
+	compileStart(p, ids, userNS, fds)
+	sandboxed := !sp.Unsandboxed
+	if sandboxed {
+		compileLoopback(p, sp)
+		compileUTS(p, sp)
+	}
+	if !sp.NoNamespaces {
+		p.begin("make mounts private")
+		mountOp(p, "", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+		if sp.View != nil {
+			p.begin(viewStep)
+			compileView(p, sp.View, ids, fds)
+		}
+	}
+	if sandboxed {
+		// A tmpfs on Root: the new root, a mount point of its own as
+		// pivot_root needs, whose skeleton (the plan's directories,
+		// files, symlinks and mount points) lives in memory and
+		// vanishes with the sandbox's mount namespace. Nix builds it
+		// in a directory on disk
+		// (src/libstore/unix/build/chroot-derivation-builder.cc,
+		// ChrootDerivationBuilder::prepareSandbox); on disk each of
+		// those entries costs the start and the clean-up a synchronous
+		// metadata write. The mapped sandbox user makes the mount and
+		// owns its top, as it owned the directory; it is read-only
+		// after pivot_root, so its size is never used.
+		p.begin("mount new root")
+		mountOp(p, "tmpfs", sp.Root, "tmpfs", 0, "mode=0755")
+	}
+	if !sp.NoNamespaces {
+		p.begin("apply mount plan")
+		pc := &planCompiler{p: p, root: sp.Root, made: map[string]bool{}}
+		for _, op := range sp.Mounts {
+			if err := pc.op(op); err != nil {
+				return nil, &setupError{Step: "apply mount plan", Msg: err.Error()}
+			}
+		}
+	}
+	if sandboxed {
+		compilePivotRoot(p, sp.Root)
+		// In Nix, /, /etc and /dev belong to the daemon's root, which
+		// is unmapped inside, so a build cannot write there (EACCES).
+		// Our skeleton belongs to the mapped caller; a read-only mount
+		// is the nearest equivalent (EROFS). /build, /tmp, /dev/shm
+		// and /dev/pts are mounts of their own and stay writable.
+		p.begin("make / read-only")
+		if err := readOnly(p, "/", false, 0); err != nil {
+			return nil, &setupError{Step: "make / read-only", Msg: err.Error()}
+		}
+	}
+	if sp.TTY {
+		compileTTY(p, sp, fds.pty, masterFD, slaveFD)
+	}
+	if err := compileExec(p, sp); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// compileStart: the child's first steps, what os/exec's SysProcAttr did
+// (Setsid, the id maps, Credential, Pdeathsig): a session of its own,
+// the ids once the parent has written their maps, and death with nbs's
+// forking thread, after the id change, which clears it; a parent gone
+// before that shows as the end of the sync pipe.
+func compileStart(p *prog, ids childIDs, userNS bool, fds childFDs) {
+	p.begin("start")
+	for i, fd := range []int{fds.stdin, fds.stdout, fds.stderr} {
+		p.call(fmt.Sprintf("dup stdio to fd %d", i), unix.SYS_DUP3, uintptr(fd), uintptr(i), 0)
+	}
+	p.call("close the sync pipe's write end", unix.SYS_CLOSE, uintptr(fds.syncW))
+	var b [1]byte
+	p.call("wait for the id maps", unix.SYS_READ, uintptr(fds.sync), p.ptr(&b, unsafe.Pointer(&b[0])), 1).returns(1)
+	p.call("setsid", unix.SYS_SETSID)
+	if ids.setGroups {
+		p.call("setgroups", unix.SYS_SETGROUPS, 0, 0)
+	}
+	if userNS || ids.setGroups {
+		p.call(fmt.Sprintf("setresgid %d", ids.gid), unix.SYS_SETRESGID, uintptr(ids.gid), uintptr(ids.gid), uintptr(ids.gid))
+		p.call(fmt.Sprintf("setresuid %d", ids.uid), unix.SYS_SETRESUID, uintptr(ids.uid), uintptr(ids.uid), uintptr(ids.uid))
+	}
+	p.call("prctl PR_SET_PDEATHSIG", unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL))
+	// A poll that does not wait (a zero timeout): the write end's close
+	// shows as POLLHUP.
+	pfd, ts := &unix.PollFd{Fd: int32(fds.sync)}, &unix.Timespec{}
+	p.call("check that nbs is still there", unix.SYS_PPOLL, p.ptr(pfd, unsafe.Pointer(pfd)), 1, p.ptr(ts, unsafe.Pointer(ts))).returns(0)
+}
+
+// compileLoopback brings lo up the way Nix does: SIOCSIFFLAGS with
 // IFF_UP|IFF_LOOPBACK|IFF_RUNNING on a datagram socket. The kernel then
 // gives lo 127.0.0.1/8 and ::1/128 by itself.
-func setupLoopback(s *spec) error {
-	if s.HostNetwork {
-		return nil
+func compileLoopback(p *prog, sp *spec) {
+	if sp.HostNetwork {
+		return
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
+	p.begin("bring up loopback")
+	p.call("socket", unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0).into(scratchFD)
+	ifr, _ := unix.NewIfreq("lo")
 	ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("ioctl SIOCSIFFLAGS lo: %w", err)
+	p.call("ioctl SIOCSIFFLAGS lo", unix.SYS_IOCTL, scratchFD, unix.SIOCSIFFLAGS, p.ptr(ifr, unsafe.Pointer(ifr)))
+	p.call("close", unix.SYS_CLOSE, scratchFD)
+}
+
+func compileUTS(p *prog, sp *spec) {
+	p.begin("set host name")
+	p.call(fmt.Sprintf("sethostname %q", sp.Hostname), unix.SYS_SETHOSTNAME, p.str(sp.Hostname), uintptr(len(sp.Hostname)))
+	p.call(fmt.Sprintf("setdomainname %q", sp.Domainname), unix.SYS_SETDOMAINNAME, p.str(sp.Domainname), uintptr(len(sp.Domainname)))
+}
+
+// mountOp adds mount(2), described as mountError describes a failure.
+func mountOp(p *prog, source, target, fstype string, flags uintptr, data string) {
+	what := (&mountError{source: source, target: target, fstype: fstype, data: data, flags: flags}).describe()
+	var src, fs, d uintptr
+	if source != "" {
+		src = p.str(source)
 	}
-	return nil
-}
-
-func setupUTS(s *spec) error {
-	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-		return fmt.Errorf("sethostname %q: %w", s.Hostname, err)
+	if fstype != "" {
+		fs = p.str(fstype)
 	}
-	if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
-		return fmt.Errorf("setdomainname %q: %w", s.Domainname, err)
+	if data != "" {
+		d = p.str(data)
 	}
-	return nil
+	p.call(what, unix.SYS_MOUNT, src, p.str(target), fs, flags, d)
 }
 
-// makeMountsPrivate stops our mounts from propagating to the host (and
-// the host's into the sandbox), as Nix's mount("/", MS_REC|MS_PRIVATE).
-func makeMountsPrivate(*spec) error {
-	return mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+// planCompiler compiles the mount plan below root.
+type planCompiler struct {
+	p    *prog
+	root string
+	// made are the directories already made (or known to exist).
+	made map[string]bool
 }
 
-// mountRoot mounts a tmpfs on Root: the new root, a mount point of its
-// own as pivot_root needs, whose skeleton (the plan's directories, files,
-// symlinks and mount points) lives in memory and vanishes with the
-// sandbox's mount namespace. Nix builds it in a directory on disk
-// (src/libstore/unix/build/chroot-derivation-builder.cc,
-// ChrootDerivationBuilder::prepareSandbox); on disk each of those entries costs the start
-// and the clean-up a synchronous metadata write. The mount is made by the
-// mapped sandbox user, who owns its top as it owned the directory, and is
-// read-only after pivot_root (readOnlyRoot), so its size is never used.
-func mountRoot(s *spec) error {
-	return mount("tmpfs", s.Root, "tmpfs", 0, "mode=0755")
-}
-
-func applyPlan(s *spec) error {
-	for _, op := range s.Mounts {
-		if err := applyOp(s.Root, op); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// applyOp runs one step of the mount plan below root.
-func applyOp(root string, op Op) error {
+// op compiles one step of the mount plan.
+func (c *planCompiler) op(op Op) error {
 	if !filepath.IsAbs(op.Target) || strings.Contains(op.Target, "/../") || strings.HasSuffix(op.Target, "/..") {
 		return fmt.Errorf("%s: target must be a clean absolute path", op)
 	}
-	t := filepath.Join(root, op.Target)
-	parent := func() error {
-		if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		return nil
-	}
+	p := c.p
+	t := filepath.Join(c.root, op.Target)
 	switch op.Kind {
 	case OpMkdir:
-		if err := parent(); err != nil {
-			return err
-		}
-		if err := unix.Mkdir(t, 0o700); err != nil && err != unix.EEXIST {
-			return fmt.Errorf("%s: mkdir: %w", op, err)
-		}
-		return chmod(t, op.Mode)
+		c.parents(t)
+		p.call("mkdir "+t, unix.SYS_MKDIRAT, atFDCWD, p.str(t), 0o700).accept(unix.EEXIST)
+		c.made[t] = true
+		chmodOp(p, t, op.Mode)
 	case OpFile:
-		if err := parent(); err != nil {
-			return err
+		c.parents(t)
+		p.call("open "+t, unix.SYS_OPENAT, atFDCWD, p.str(t), unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600).into(scratchFD)
+		if len(op.Data) > 0 {
+			p.call("write "+t, unix.SYS_WRITE, scratchFD, p.bytes([]byte(op.Data)), uintptr(len(op.Data))).returns(int64(len(op.Data)))
 		}
-		if err := os.WriteFile(t, []byte(op.Data), 0o600); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		return chmod(t, op.Mode)
+		p.call("close "+t, unix.SYS_CLOSE, scratchFD)
+		chmodOp(p, t, op.Mode)
 	case OpSymlink:
-		if err := parent(); err != nil {
-			return err
-		}
-		if err := os.Symlink(op.Source, t); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		return nil
+		c.parents(t)
+		p.call(op.String(), unix.SYS_SYMLINKAT, p.str(op.Source), atFDCWD, p.str(t))
 	case OpBind:
-		return bindOp(t, op)
+		return c.bind(t, op, op.Source)
 	case OpRebind:
 		if !filepath.IsAbs(op.Source) || filepath.Clean(op.Source) != op.Source {
 			return fmt.Errorf("%s: source must be a clean absolute path", op)
 		}
 		inside := op
-		inside.Kind, inside.Source = OpBind, filepath.Join(root, op.Source)
-		return bindOp(t, inside)
+		inside.Kind, inside.Optional, inside.KeepSymlink = OpBind, false, false
+		return c.bind(t, inside, filepath.Join(c.root, op.Source))
 	case OpMount:
-		if err := os.MkdirAll(t, 0o755); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+		c.parents(t)
+		if !c.made[t] {
+			p.call("mkdir "+t, unix.SYS_MKDIRAT, atFDCWD, p.str(t), 0o755).accept(unix.EEXIST)
+			c.made[t] = true
 		}
-		return mount(op.FSType, t, op.FSType, 0, op.Data)
+		mountOp(p, op.FSType, t, op.FSType, 0, op.Data)
 	case OpChmod:
-		return chmod(t, op.Mode)
-	}
-	return fmt.Errorf("unknown mount plan step %q", op.Kind)
-}
-
-func chmod(path string, mode uint32) error {
-	if err := unix.Chmod(path, mode); err != nil {
-		return fmt.Errorf("chmod %s %#o: %w", path, mode, err)
+		chmodOp(p, t, op.Mode)
+	default:
+		return fmt.Errorf("unknown mount plan step %q", op.Kind)
 	}
 	return nil
 }
 
-// bindOp binds op.Source on t, creating t as a directory or an empty file
-// to match the source (a bind needs a target of the same kind).
-func bindOp(t string, op Op) error {
+const atFDCWD = ^uintptr(99) // AT_FDCWD, -100
+
+// parents makes the directories above t (mode 0755), as os.MkdirAll.
+func (c *planCompiler) parents(t string) {
+	dir := filepath.Dir(t)
+	var todo []string
+	for d := dir; !c.made[d] && d != "/" && d != "."; d = filepath.Dir(d) {
+		todo = append(todo, d)
+	}
+	for i := len(todo) - 1; i >= 0; i-- {
+		d := todo[i]
+		c.p.call("mkdir "+d, unix.SYS_MKDIRAT, atFDCWD, c.p.str(d), 0o755).accept(unix.EEXIST)
+		c.made[d] = true
+	}
+}
+
+func chmodOp(p *prog, path string, mode uint32) {
+	p.call(fmt.Sprintf("chmod %s %#o", path, mode), unix.SYS_FCHMODAT, atFDCWD, p.str(path), uintptr(mode))
+}
+
+// bind binds source on t, creating t as a directory or an empty file to
+// match the source (a bind needs a target of the same kind). What can
+// be known of a host source is asked now: whether it is there
+// (op.Optional), whether it is a symlink to re-create (op.KeepSymlink),
+// its mount's flags (readOnly).
+func (c *planCompiler) bind(t string, op Op, source string) error {
+	p := c.p
 	if op.KeepSymlink {
-		if target, err := os.Readlink(op.Source); err == nil {
-			if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
-				return fmt.Errorf("%s: %w", op, err)
-			}
-			if err := os.Symlink(target, t); err != nil {
-				return fmt.Errorf("%s: %w", op, err)
-			}
+		if target, err := os.Readlink(source); err == nil {
+			c.parents(t)
+			p.call(fmt.Sprintf("%s: symlink %s -> %s", op, t, target), unix.SYS_SYMLINKAT, p.str(target), atFDCWD, p.str(t))
 			return nil
 		}
 	}
-	st, err := os.Stat(op.Source)
-	if err != nil {
-		if op.Optional && errors.Is(err, os.ErrNotExist) {
+	if op.Optional {
+		if _, err := os.Stat(source); errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("%s: %w", op, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if st.IsDir() {
-		if err := os.Mkdir(t, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-	} else {
-		f, err := os.OpenFile(t, os.O_CREATE|os.O_WRONLY, 0o444)
-		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
-		}
-		f.Close()
-	}
+	c.parents(t)
+	p.call(op.String(), opBindTarget, p.str(source), p.str(t)).stat = new(unix.Stat_t)
 	flags := uintptr(unix.MS_BIND)
 	if op.Recursive {
 		flags |= unix.MS_REC
 	}
-	if err := mount(op.Source, t, "", flags, ""); err != nil {
-		return err
-	}
+	mountOp(p, source, t, "", flags, "")
 	if op.Shared {
-		if err := mount("", t, "", unix.MS_SHARED, ""); err != nil {
-			return err
-		}
+		mountOp(p, "", t, "", unix.MS_SHARED, "")
 	}
 	if op.ReadOnly {
-		return makeReadOnly(t, op.Recursive)
+		var keep uintptr
+		if !hasMountSetattr() {
+			var fs unix.Statfs_t
+			if err := unix.Statfs(source, &fs); err != nil {
+				return fmt.Errorf("statfs %s: %w", source, err)
+			}
+			keep = uintptr(fs.Flags)
+		}
+		return readOnly(p, t, op.Recursive, keep)
 	}
 	return nil
 }
 
-// makeReadOnly sets MOUNT_ATTR_RDONLY on the mount at path (and, with
+// readOnly sets MOUNT_ATTR_RDONLY on the mount at path (and, with
 // recursive, on every mount below it). mount_setattr changes only that
-// flag; a classic MS_REMOUNT would have to repeat the mount's locked
-// flags (nosuid, nodev…) or fail with EPERM inside a user namespace.
-func makeReadOnly(path string, recursive bool) error {
-	var flags uint
-	if recursive {
-		flags = unix.AT_RECURSIVE
-	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-	err := unix.MountSetattr(unix.AT_FDCWD, path, flags, &attr)
-	if err == nil {
+// flag; a classic MS_REMOUNT, the fallback of kernels before 5.12, has
+// to repeat the mount's locked flags (of flags, its statfs flags) or
+// fails with EPERM inside a user namespace.
+func readOnly(p *prog, path string, recursive bool, flags uintptr) error {
+	if hasMountSetattr() {
+		var at uintptr
+		if recursive {
+			at = unix.AT_RECURSIVE
+		}
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		p.call(fmt.Sprintf("mount_setattr %s MOUNT_ATTR_RDONLY", path), unix.SYS_MOUNT_SETATTR, atFDCWD, p.str(path), at, p.ptr(attr, unsafe.Pointer(attr)), unsafe.Sizeof(*attr))
 		return nil
 	}
-	if err != unix.ENOSYS || recursive {
-		return fmt.Errorf("mount_setattr %s MOUNT_ATTR_RDONLY: %w", path, err)
+	if recursive {
+		return fmt.Errorf("mount_setattr %s MOUNT_ATTR_RDONLY: %w", path, unix.ENOSYS)
 	}
-	// Kernels before 5.12: remount, keeping the flags we may not drop.
-	var st unix.Statfs_t
-	if err := unix.Statfs(path, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", path, err)
-	}
-	keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
-	return mount("", path, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|keep, "")
-}
-
-// pivotRoot swaps the root as Nix does: pivot_root(".", "real-root"),
-// chroot("."), then detach and remove the old root, so nothing of the
-// host's tree stays reachable.
-func pivotRoot(s *spec) error {
-	if err := unix.Chdir(s.Root); err != nil {
-		return fmt.Errorf("chdir %s: %w", s.Root, err)
-	}
-	if err := unix.Mkdir("real-root", 0o500); err != nil {
-		return fmt.Errorf("mkdir real-root: %w", err)
-	}
-	if err := unix.PivotRoot(".", "real-root"); err != nil {
-		return fmt.Errorf("pivot_root . real-root: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return fmt.Errorf("chroot .: %w", err)
-	}
-	if err := unix.Unmount("/real-root", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("umount /real-root: %w", err)
-	}
-	if err := unix.Rmdir("/real-root"); err != nil {
-		return fmt.Errorf("rmdir /real-root: %w", err)
-	}
+	keep := flags & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME)
+	mountOp(p, "", path, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|keep, "")
 	return nil
 }
 
-// readOnlyRoot makes "/" read-only. In Nix, /, /etc and /dev belong to
-// the daemon's root, which is unmapped inside, so a build cannot write
-// there (EACCES). Our skeleton belongs to the mapped caller; a read-only
-// mount is the nearest equivalent (EROFS). /build, /tmp, /dev/shm and
-// /dev/pts are mounts of their own and stay writable.
-func readOnlyRoot(*spec) error {
-	return makeReadOnly("/", false)
+// hasMountSetattr: the kernel has mount_setattr (Linux 5.12). An empty
+// attribute set on no descriptor fails with EINVAL there.
+var hasMountSetattr = sync.OnceValue(func() bool {
+	_, _, e := unix.Syscall6(unix.SYS_MOUNT_SETATTR, ^uintptr(0), 0, 0, 0, 0, 0)
+	return e != unix.ENOSYS
+})
+
+// compilePivotRoot swaps the root as Nix does: pivot_root(".",
+// "real-root"), chroot("."), then detach and remove the old root, so
+// nothing of the host's tree stays reachable.
+func compilePivotRoot(p *prog, root string) {
+	p.begin("pivot_root")
+	p.call("chdir "+root, unix.SYS_CHDIR, p.str(root))
+	p.call("mkdir real-root", unix.SYS_MKDIRAT, atFDCWD, p.str("real-root"), 0o500)
+	p.call("pivot_root . real-root", unix.SYS_PIVOT_ROOT, p.str("."), p.str("real-root"))
+	p.call("chroot .", unix.SYS_CHROOT, p.str("."))
+	p.call("umount /real-root", unix.SYS_UMOUNT2, p.str("/real-root"), unix.MNT_DETACH)
+	p.call("rmdir /real-root", unix.SYS_UNLINKAT, atFDCWD, p.str("/real-root"), unix.AT_REMOVEDIR)
+}
+
+// compileTTY gives the command a terminal of its own: a pty from the
+// sandbox's devpts instance, the master sent to the parent on sock, which
+// relays it to the user's terminal, the slave the controlling terminal
+// and stdio. The sandbox never holds a descriptor of the user's
+// terminal, so TIOCSTI there is impossible. master and slave are the
+// descriptors the two go on.
+func compileTTY(p *prog, sp *spec, sock, master, slave int) {
+	p.begin("set up terminal")
+	ptmx := "/dev/pts/ptmx"
+	if sp.Unsandboxed {
+		ptmx = "/dev/ptmx" // the host's devpts, whose own ptmx is 0000
+	}
+	p.call("open "+ptmx, unix.SYS_OPENAT, atFDCWD, p.str(ptmx), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC).into(master)
+	var unlock int32
+	p.call("unlock pty", unix.SYS_IOCTL, uintptr(master), unix.TIOCSPTLCK, p.ptr(&unlock, unsafe.Pointer(&unlock)))
+	// The slave from the master itself (Linux 4.13), not by a name in
+	// /dev/pts.
+	p.call("open the pty's slave", unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC).into(slave)
+	sendFD(p, "send pty master", sock, master)
+	p.call("close the pty master", unix.SYS_CLOSE, uintptr(master))
+	// We are PID 1 and a session leader (setsid).
+	p.call("make the pty the controlling terminal", unix.SYS_IOCTL, uintptr(slave), unix.TIOCSCTTY, 0)
+	for fd := 0; fd <= 2; fd++ {
+		p.call(fmt.Sprintf("dup the pty to fd %d", fd), unix.SYS_DUP3, uintptr(slave), uintptr(fd), 0)
+	}
+	p.call("close the pty slave", unix.SYS_CLOSE, uintptr(slave))
+}
+
+// sendFD adds the sending of descriptor fd, as SCM_RIGHTS with one byte,
+// on the socket sock.
+func sendFD(p *prog, what string, sock, fd int) {
+	b := []byte{0}
+	oob := unix.UnixRights(fd)
+	msg := &unix.Msghdr{}
+	iov := &unix.Iovec{Base: &b[0]}
+	iov.SetLen(1)
+	msg.Iov = iov
+	msg.SetIovlen(1)
+	msg.Control = &oob[0]
+	msg.SetControllen(len(oob))
+	p.keep = append(p.keep, b, oob, iov)
+	p.call(what, unix.SYS_SENDMSG, uintptr(sock), p.ptr(msg, unsafe.Pointer(msg)), 0).returns(1)
 }
 
 // enterBuildMounts joins the running build's mount namespace, root and
@@ -513,7 +600,16 @@ func addTools(tools []string) error {
 			unix.Close(e.fd)
 		}
 	}
-	return makeReadOnly(store, false)
+	p := &prog{}
+	p.begin("make /nix/store read-only")
+	if err := readOnly(p, store, false, unix.MS_NOSUID|unix.MS_NODEV); err != nil {
+		return err
+	}
+	if i, errno := runProg(p.ops); i < len(p.ops) {
+		return p.failure(i, errno)
+	}
+	runtime.KeepAlive(p)
+	return nil
 }
 
 // findCommand looks Argv[0] up on the environment's PATH when it is a
@@ -541,39 +637,4 @@ func findCommand(s *spec) error {
 		}
 	}
 	return fmt.Errorf("%s: not found in the build's PATH (%s)", s.Argv[0], pathEnv)
-}
-
-// setupTTY gives the command a terminal of its own: a pty from the
-// sandbox's devpts instance, the master sent to the parent, which relays
-// it to the user's terminal. The sandbox never holds a descriptor of the
-// user's terminal, so TIOCSTI there is impossible.
-func setupTTY(s *spec) error {
-	if !s.TTY {
-		return nil
-	}
-	ptmx := "/dev/pts/ptmx"
-	if s.Unsandboxed {
-		ptmx = "/dev/ptmx" // the host's devpts, whose own ptmx is 0000
-	}
-	master, slave, err := term.OpenPTY(ptmx)
-	if err != nil {
-		return err
-	}
-	defer master.Close()
-	defer slave.Close()
-	name := slave.Name()
-	if err := unix.Sendmsg(ptyFD, []byte{0}, unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
-		return fmt.Errorf("send pty master: %w", err)
-	}
-	// We are PID 1 and a session leader (Setsid at spawn).
-	sfd := int(slave.Fd())
-	if err := unix.IoctlSetInt(sfd, unix.TIOCSCTTY, 0); err != nil {
-		return fmt.Errorf("make %s the controlling terminal: %w", name, err)
-	}
-	for fd := 0; fd <= 2; fd++ {
-		if err := unix.Dup3(sfd, fd, 0); err != nil {
-			return fmt.Errorf("dup %s to fd %d: %w", name, fd, err)
-		}
-	}
-	return nil
 }

@@ -14,7 +14,10 @@ type mountError struct {
 	err                          error
 }
 
-func (e *mountError) Error() string {
+func (e *mountError) Error() string { return e.describe() + ": " + e.err.Error() }
+
+// describe is the mount without its error.
+func (e *mountError) describe() string {
 	s := "mount"
 	if e.fstype != "" {
 		s += " " + e.fstype
@@ -33,7 +36,7 @@ func (e *mountError) Error() string {
 	if len(opts) > 0 {
 		s += " (" + strings.Join(opts, ", ") + ")"
 	}
-	return s + ": " + e.err.Error()
+	return s
 }
 
 func (e *mountError) Unwrap() error { return e.err }

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,112 +11,83 @@ import (
 // builder (src/libstore/linux/personality.cc).
 const addrNoRandomize = 0x0040000
 
-// execCommand sets the per-process state a Nix builder has and execs
-// spec.Argv. It runs on the locked thread of ChildMain: capabilities,
-// no_new_privs and the seccomp filter belong to the calling thread, and
-// execve keeps only that thread.
-func execCommand(s *spec) error {
+// compileExec adds the per-process state a Nix builder has and the execve
+// of spec.Argv. Capabilities, no_new_privs and the seccomp filter belong
+// to the calling thread, and execve keeps only that thread: the program
+// runs on one (the forked child's only one, the attach child's locked
+// one).
+func compileExec(p *prog, s *spec) error {
+	p.begin("exec")
 	if s.RC != "" {
-		if err := passRC(s.RC); err != nil {
-			return err
-		}
+		// The interactive shell's start-up file, on fd 3 as a memfd: it
+		// exists nowhere in the sandbox's file system.
+		p.call("memfd_create", unix.SYS_MEMFD_CREATE, p.str("nbs-rc"), 0).into(rcFD)
+		p.call("write rc", unix.SYS_WRITE, rcFD, p.bytes([]byte(s.RC)), uintptr(len(s.RC))).returns(int64(len(s.RC)))
+		p.call("seek rc", unix.SYS_LSEEK, rcFD, 0, 0).returns(0)
 	}
 	// Nix inherits umask 022 from initNix (explicit from 2.35).
-	unix.Umask(0o022)
+	p.call("umask", unix.SYS_UMASK, 0o022).anyErr = true
 	// RLIMIT_CORE = 0: Nix sets {0, RLIM_INFINITY}; an unprivileged
 	// process cannot raise the hard limit, so only the soft one changes.
 	var core unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_CORE, &core); err != nil {
-		return fmt.Errorf("getrlimit RLIMIT_CORE: %w", err)
+		return &setupError{Step: "exec", Msg: fmt.Sprintf("getrlimit RLIMIT_CORE: %v", err)}
 	}
 	core.Cur = 0
-	if err := unix.Setrlimit(unix.RLIMIT_CORE, &core); err != nil {
-		return fmt.Errorf("setrlimit RLIMIT_CORE: %w", err)
-	}
-	if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, addrNoRandomize, 0, 0); errno != 0 && !s.NoNamespaces {
-		// Without namespaces nbs is in a container whose seccomp
-		// profile may refuse it (Docker's allows only a few
-		// personalities); Nix ignores the failure there too.
-		return fmt.Errorf("personality ADDR_NO_RANDOMIZE: %w", errno)
-	}
-	if err := unix.Chdir(s.Cwd); err != nil {
-		return fmt.Errorf("chdir %s: %w", s.Cwd, err)
-	}
+	p.call("setrlimit RLIMIT_CORE", unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, p.ptr(&core, unsafe.Pointer(&core)), 0)
+	// Without namespaces nbs is in a container whose seccomp profile may
+	// refuse it (Docker's allows only a few personalities); Nix ignores
+	// the failure there too.
+	p.call("personality ADDR_NO_RANDOMIZE", unix.SYS_PERSONALITY, addrNoRandomize).anyErr = s.NoNamespaces
+	p.call("chdir "+s.Cwd, unix.SYS_CHDIR, p.str(s.Cwd))
 	// Only 0, 1 and 2 (and the rc file) survive, as in Nix's closeExtraFDs.
-	first := uint(3)
+	first := uintptr(3)
 	if s.RC != "" {
 		first = rcFD + 1
 	}
-	if err := unix.CloseRange(first, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("close_range: %w", err)
-	}
+	p.call("close_range", unix.SYS_CLOSE_RANGE, first, ^uintptr(0), unix.CLOSE_RANGE_CLOEXEC)
 	if s.NoNewPrivs {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return fmt.Errorf("prctl PR_SET_NO_NEW_PRIVS: %w", err)
-		}
+		p.call("prctl PR_SET_NO_NEW_PRIVS", unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 	}
 	// The filter goes in while we still hold CAP_SYS_ADMIN in our user
 	// namespace, so it loads even without no_new_privs
 	// (allow-new-privileges = true).
 	if s.Seccomp != nil {
-		if err := loadSeccomp(*s.Seccomp); err != nil {
-			return err
+		filter, err := seccompFilter(*s.Seccomp)
+		if err != nil {
+			return &setupError{Step: "exec", Msg: err.Error()}
 		}
+		fprog := &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+		p.keep = append(p.keep, filter)
+		// Nix's own wording, so users can search for it.
+		p.call("unable to load seccomp BPF program: %v (this system cannot load it, e.g. under CPU emulation: set filter-syscalls = false in nix.conf, as Nix itself needs there)",
+			unix.SYS_PRCTL, unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, p.ptr(fprog, unsafe.Pointer(fprog)), 0, 0)
 	}
-	if err := dropCapabilities(); err != nil {
-		return err
-	}
-	if err := resetSignals(); err != nil {
-		return err
-	}
+	compileDropCapabilities(p)
+	compileResetSignals(p)
 	// A session keyring of its own: the caller's (the user's keys,
-	// tokens) must not be reachable from the build.
-	// A filter that refuses keyctl (Docker's default profile) refuses it
-	// to the command as well: EPERM then leaves nothing reachable.
-	if _, _, errno := unix.RawSyscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0); errno != 0 && errno != unix.ENOSYS && !(errno == unix.EPERM && s.NoNamespaces) {
-		return fmt.Errorf("keyctl join session keyring: %w", errno)
+	// tokens) must not be reachable from the build. A filter that
+	// refuses keyctl (Docker's default profile) refuses it to the
+	// command as well: EPERM then leaves nothing reachable.
+	kc := p.call("keyctl join session keyring", unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0).accept(unix.ENOSYS)
+	if s.NoNamespaces {
+		kc.accept(unix.ENOSYS, unix.EPERM)
 	}
 	exe := s.Argv[0]
 	if s.Exe != "" {
 		exe = s.Exe
 	}
-	err := unix.Exec(exe, s.Argv, s.Env)
-	return fmt.Errorf("execve %s: %w", exe, err)
-}
-
-// passRC puts the interactive shell's start-up file on fd 3 as a memfd,
-// so it exists nowhere in the sandbox's file system.
-func passRC(rc string) error {
-	fd, err := unix.MemfdCreate("nbs-rc", 0)
-	if err != nil {
-		return fmt.Errorf("memfd_create: %w", err)
-	}
-	if _, err := unix.Write(fd, []byte(rc)); err != nil {
-		return fmt.Errorf("write rc: %w", err)
-	}
-	if _, err := unix.Seek(fd, 0, 0); err != nil {
-		return fmt.Errorf("seek rc: %w", err)
-	}
-	if fd != rcFD {
-		if err := unix.Dup3(fd, rcFD, 0); err != nil {
-			return fmt.Errorf("dup rc to fd %d: %w", rcFD, err)
-		}
-		unix.Close(fd)
-	}
+	p.call("execve "+exe, unix.SYS_EXECVE, p.str(exe), p.strv(s.Argv), p.strv(s.Env))
 	return nil
 }
 
-// dropCapabilities leaves the command with no capabilities at all, like a
-// Nix builder after setuid(1000): effective, permitted, inheritable and
-// ambient sets empty; the bounding set stays full, as in Nix.
-func dropCapabilities() error {
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset: %w", err)
-	}
-	return nil
+// compileDropCapabilities leaves the command with no capabilities at all,
+// like a Nix builder after setuid(1000): effective, permitted,
+// inheritable and ambient sets empty; the bounding set stays full, as in
+// Nix.
+func compileDropCapabilities(p *prog) {
+	p.call("clear ambient capabilities", unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+	hdr := &unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	data := &[2]unix.CapUserData{}
+	p.call("capset", unix.SYS_CAPSET, p.ptr(hdr, unsafe.Pointer(hdr)), p.ptr(data, unsafe.Pointer(&data[0])))
 }

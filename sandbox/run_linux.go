@@ -8,9 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/nix-build-shell/nbs/sandbox/diff"
@@ -21,9 +21,11 @@ import (
 
 // process is a started sandbox.
 type process struct {
-	cmd    *exec.Cmd
+	pid    int
 	master *os.File // pty master (spec.TTY)
-	waitc  chan error
+	waitc  chan syscall.WaitStatus
+	// reaped: waitc has the status, and pid may be another process's.
+	reaped atomic.Bool
 	// noPIDNS: the command has no PID namespace whose end would end
 	// what it started; nbs, its subreaper, does (see endOrphans).
 	noPIDNS bool
@@ -35,241 +37,265 @@ type process struct {
 type setupError struct {
 	Step string
 	Msg  string
+	// Errno is the failed system call's, when the step was one.
+	Errno syscall.Errno
 }
 
 func (e *setupError) Error() string { return "sandbox set-up step " + e.Step + " failed: " + e.Msg }
 
-// child is a sandbox child started before its spec is known (spawn):
-// its namespaces made, nbs started in them and waiting on specFD. The
-// start costs as much as the rest of a session's set-up; a session
-// spawns its child first and prepares the workspace meanwhile (the Go
-// runtime of the child starts while the parent copies or views the kept
-// directory), then hands it the spec (begin).
-type child struct {
-	key childKey
-	cp  *childPipes
-	// files is the parent's end of the socket on which the view's
-	// descriptors follow the spec (sendViewFiles).
-	files *os.File
-	p     *process
-	used  bool
+func (e *setupError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
 }
 
-// childKey is what a child's start depends on: its clone flags, id maps
-// and descriptors. A spec with another key needs another child.
-type childKey struct {
-	ids                                     Owner
-	unsandboxed, noNamespaces, hostNet, tty bool
-	stdin, stdout, stderr                   *os.File
-}
-
-func keyOf(sp *spec, ids Owner, stdin, stdout, stderr *os.File) childKey {
-	return childKey{ids: ids, unsandboxed: sp.Unsandboxed, noNamespaces: sp.NoNamespaces, hostNet: sp.HostNetwork, tty: sp.TTY,
-		stdin: stdin, stdout: stdout, stderr: stderr}
-}
-
-// spec is the part of a spec the key fixes.
-func (k childKey) spec() *spec {
-	return &spec{Unsandboxed: k.unsandboxed, NoNamespaces: k.noNamespaces, HostNetwork: k.hostNet, TTY: k.tty}
-}
-
-// spawn starts the sandbox child for a spec with key k, with the host
-// ids mapped to 1000/100 (see procAttr). Without a TTY the child gets
-// stdin, stdout and stderr as they are.
-func spawn(k childKey) (*child, error) {
-	sp := k.spec()
-	cp, err := newChildPipes(sp.TTY, k.stdin, k.stdout)
+// start starts the sandbox of sp as ids and waits until it has exec'd
+// the command (or failed a set-up step): it compiles the set-up
+// (compileSandbox), forks the child that runs it, writes the child's id
+// maps, serves a FUSE view once the child has mounted it, and takes the
+// pty master. Without a TTY the child gets stdin, stdout and stderr as
+// they are; with one, /dev/null until the pty replaces them, so that it
+// has nothing of the user's terminal.
+func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (*process, error) {
+	var closers []*os.File
+	defer func() {
+		for _, f := range closers {
+			f.Close()
+		}
+	}()
+	pipe := func() (r, w *os.File, err error) {
+		if r, w, err = os.Pipe(); err == nil {
+			closers = append(closers, r, w)
+		}
+		return r, w, err
+	}
+	socketPair := func(name string) (parent, child *os.File, err error) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, nil, fmt.Errorf("socketpair: %w", err)
+		}
+		parent, child = os.NewFile(uintptr(fds[0]), name), os.NewFile(uintptr(fds[1]), name+"-child")
+		closers = append(closers, parent, child)
+		return parent, child, nil
+	}
+	errR, errW, err := pipe()
 	if err != nil {
 		return nil, err
 	}
-	c := &child{key: k, cp: cp}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	syncR, syncW, err := pipe()
 	if err != nil {
-		cp.close()
-		return nil, fmt.Errorf("socketpair: %w", err)
+		return nil, err
 	}
-	c.files = os.NewFile(uintptr(fds[0]), "view-files")
-	filesChild := os.NewFile(uintptr(fds[1]), "view-files-child")
-	cp.all = append(cp.all, c.files, filesChild)
-	// specFD, errFD, ptyFD (a place holder without a TTY), then the
-	// socket the view's descriptors come on, at viewFD.
-	extra := []*os.File{cp.specR, cp.errW, cp.ptyChild, filesChild}
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{childArg0},
-		Env:         []string{},
-		Stdin:       cp.stdin,
-		Stdout:      cp.stdout,
-		Stderr:      k.stderr,
-		ExtraFiles:  extra,
-		SysProcAttr: procAttr(sp, k.ids),
+	// As os/exec: what the caller left out is /dev/null.
+	for _, f := range []**os.File{&stdin, &stdout, &stderr} {
+		if *f == nil {
+			devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			if err != nil {
+				return nil, err
+			}
+			closers = append(closers, devnull)
+			*f = devnull
+		}
 	}
-	p := &process{cmd: cmd, waitc: make(chan error, 1), noPIDNS: sp.NoNamespaces}
-	if p.noPIDNS {
-		if err := becomeSubreaper(); err != nil {
-			cp.close()
+	var ptyParent, ptyChild, readyParent, readyChild *os.File
+	if sp.TTY {
+		if ptyParent, ptyChild, err = socketPair("pty"); err != nil {
 			return nil, err
 		}
-		p.before = children(os.Getpid())
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, devnull)
+		stdin, stdout = devnull, devnull
+	}
+	v := sp.View
+	if v != nil && v.FUSE {
+		if readyParent, readyChild, err = socketPair("view"); err != nil {
+			return nil, err
+		}
+	}
+	if v != nil && v.LowerFD && (view == nil || view.fd == nil) {
+		return nil, errors.New("the view's idmapped kept directory is missing")
+	}
+
+	// The child's copies of the descriptors it uses, at or above
+	// progFDBase (see childFDs).
+	var high []int
+	defer func() {
+		for _, fd := range high {
+			unix.Close(fd)
+		}
+	}()
+	place := func(f *os.File) (int, error) {
+		if f == nil {
+			return -1, nil
+		}
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, progFDBase)
+		if err != nil {
+			return -1, fmt.Errorf("fcntl F_DUPFD_CLOEXEC: %w", err)
+		}
+		high = append(high, fd)
+		return fd, nil
+	}
+	var fds childFDs
+	var errFDHigh int
+	lower := (*os.File)(nil)
+	if v != nil && v.LowerFD {
+		lower = view.fd
+	}
+	for _, x := range []struct {
+		f  *os.File
+		fd *int
+	}{
+		{stdin, &fds.stdin}, {stdout, &fds.stdout}, {stderr, &fds.stderr}, {syncR, &fds.sync}, {syncW, &fds.syncW},
+		{ptyChild, &fds.pty}, {lower, &fds.lower}, {readyChild, &fds.fuseReady}, {errW, &errFDHigh},
+	} {
+		if *x.fd, err = place(x.f); err != nil {
+			return nil, err
+		}
+	}
+
+	cids, userNS, flags := childIDsOf(sp, ids)
+	p, err := compileSandbox(sp, cids, userNS, fds)
+	if err != nil {
+		return nil, err
+	}
+	proc := &process{waitc: make(chan syscall.WaitStatus, 1), noPIDNS: sp.NoNamespaces}
+	if proc.noPIDNS {
+		if err := becomeSubreaper(); err != nil {
+			return nil, err
+		}
+		proc.before = children(os.Getpid())
 	}
 	started := make(chan error, 1)
 	go func() {
-		// Pdeathsig fires when the thread that forked exits, not the
-		// process: keep this goroutine on its thread for the child's
-		// whole life.
+		// The child's parent-death signal fires when the thread that
+		// forked it exits, not the process: this goroutine stays on
+		// its thread for the child's whole life.
 		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
+		syscall.ForkLock.Lock()
+		pid, errno := forkProg(flags, p.ops, uintptr(errFDHigh))
+		syscall.ForkLock.Unlock()
+		if errno != 0 {
+			started <- errno
 			return
 		}
+		proc.pid = int(pid)
 		started <- nil
-		p.waitc <- cmd.Wait()
+		var ws unix.WaitStatus
+		for {
+			if _, err := unix.Wait4(int(pid), &ws, 0, nil); err != unix.EINTR {
+				break
+			}
+		}
+		proc.reaped.Store(true)
+		proc.waitc <- syscall.WaitStatus(ws)
 	}()
 	if err := <-started; err != nil {
-		cp.close()
 		if sp.NoNamespaces {
 			return nil, fmt.Errorf("start the build's shell: %w", err)
 		}
-		return nil, refusedStart(sp, k.ids, startError(err))
+		return nil, refusedStart(sp, ids, startError(err))
 	}
-	for _, f := range []*os.File{cp.specR, cp.errW, cp.ptyChild, filesChild} {
+	// The program stays alive (and unmoved) until the child has exec'd
+	// or failed: its memory is the child's.
+	defer runtime.KeepAlive(p)
+	for _, fd := range high {
+		unix.Close(fd)
+	}
+	high = nil
+	for _, f := range []*os.File{errW, syncR, ptyChild, readyChild} {
 		if f != nil {
 			f.Close()
 		}
 	}
-	c.p = p
-	return c, nil
-}
-
-// discard ends a child that was never given its spec; nil and used
-// children are left alone.
-func (c *child) discard() {
-	if c == nil || c.used {
-		return
-	}
-	c.used = true
-	c.p.Kill()
-	<-c.p.waitc
-	c.cp.close()
-}
-
-// start starts the sandbox of sp as ids on c when it fits (a child
-// spawned for the same key and not used yet), else on a child of its
-// own, and waits until it has exec'd the command (or failed a set-up
-// step).
-func start(c *child, sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (*process, error) {
-	k := keyOf(sp, ids, stdin, stdout, stderr)
-	if c == nil || c.used || c.key != k {
-		c.discard()
-		var err error
-		if c, err = spawn(k); err != nil {
-			return nil, err
-		}
-	}
-	return c.begin(sp, view)
-}
-
-// begin hands the child its spec and the view's descriptors and waits
-// until it has exec'd the command (or failed a set-up step).
-func (c *child) begin(sp *spec, view *viewFiles) (*process, error) {
-	c.used = true
-	defer c.cp.close()
-	p, cp := c.p, c.cp
-	readyR, err := c.sendViewFiles(sp, view)
-	if err != nil {
-		p.Kill()
-		<-p.waitc
+	fail := func(err error) (*process, error) {
+		proc.Kill()
+		<-proc.waitc
 		return nil, err
 	}
-	if readyR != nil {
-		defer readyR.Close()
-	}
-	if err := json.NewEncoder(cp.specW).Encode(sp); err != nil {
-		// The child died before reading it: its own report says why.
-		if msg, _ := io.ReadAll(cp.errR); len(msg) > 0 {
-			p.Kill()
-			return nil, refusedStart(sp, c.key.ids, childFailure(msg))
+	if userNS {
+		if err := writeIDMaps(proc.pid, cids, ids); err != nil {
+			return fail(refusedStart(sp, ids, startError(err)))
 		}
-		p.Kill()
-		return nil, fmt.Errorf("send spec to sandbox: %w", err)
 	}
-	cp.specW.Close()
-
-	if readyR != nil {
+	if _, err := syncW.Write([]byte{0}); err != nil {
+		return fail(fmt.Errorf("start sandbox: %w", err))
+	}
+	if readyParent != nil {
 		// The child has mounted the FUSE view and sends its device (or
 		// failed: no message, and the error pipe says why).
-		if dev, err := recvFD(readyR); err == nil {
+		if dev, err := recvFD(readyParent); err == nil {
 			err = view.serve(dev)
 			dev.Close()
 			if err != nil {
-				p.Kill()
-				return nil, err
+				return fail(err)
 			}
 		}
 	}
-
 	// EOF on the close-on-exec error pipe: execve succeeded.
-	msg, err := io.ReadAll(cp.errR)
+	msg, err := io.ReadAll(errR)
 	if err != nil {
-		p.Kill()
-		return nil, fmt.Errorf("read sandbox status: %w", err)
+		return fail(fmt.Errorf("read sandbox status: %w", err))
 	}
 	if len(msg) > 0 {
-		p.Kill()
-		return nil, refusedStart(sp, c.key.ids, childFailure(msg))
-	}
-	if cp.ptyParent != nil {
-		m, err := recvFD(cp.ptyParent)
-		if err != nil {
-			p.Kill()
-			return nil, fmt.Errorf("receive pty from sandbox: %w", err)
+		se := progFailure(p, msg)
+		if se == nil {
+			se = &setupError{Step: "unknown", Msg: string(msg)}
 		}
-		p.master = m
+		return fail(refusedStart(sp, ids, se))
 	}
-	return p, nil
+	if ptyParent != nil {
+		m, err := recvFD(ptyParent)
+		if err != nil {
+			return fail(fmt.Errorf("receive pty from sandbox: %w", err))
+		}
+		proc.master = m
+	}
+	return proc, nil
 }
 
-// sendViewFiles sends the child the view's descriptors in one message on
-// the socket at its viewFD, in the order placeViewFiles takes them: the
-// idmapped kept directory (View.LowerFD), then, for a FUSE view, the
-// child's end of a new socket the mounted /dev/fuse comes back on, whose
-// parent end it returns. A spec without them gets no message.
-func (c *child) sendViewFiles(sp *spec, view *viewFiles) (*os.File, error) {
-	defer c.files.Close()
-	v := sp.View
-	if v == nil || !v.LowerFD && !v.FUSE {
-		return nil, nil
-	}
-	var rights []int
-	if v.LowerFD {
-		if view == nil || view.fd == nil {
-			return nil, errors.New("the view's idmapped kept directory is missing")
+// childIDsOf are the ids the child of sp takes (mapped to 1000/100
+// inside, as in Nix; an unsandboxed build ran with host ids, so they
+// stay what they are; without namespaces, only host root can, and must,
+// change to ids), whether it gets a user namespace, and its clone flags.
+func childIDsOf(sp *spec, ids Owner) (childIDs, bool, uintptr) {
+	if sp.NoNamespaces {
+		c := childIDs{uid: os.Getuid(), gid: os.Getgid()}
+		if isHostRoot() {
+			c = childIDs{uid: ids.UID, gid: ids.GID, setGroups: true}
 		}
-		rights = append(rights, int(view.fd.Fd()))
+		return c, false, 0
 	}
-	var readyR *os.File
-	if v.FUSE {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("socketpair: %w", err)
+	c := childIDs{uid: sandboxUID, gid: sandboxGID}
+	if sp.Unsandboxed {
+		c = childIDs{uid: ids.UID, gid: ids.GID}
+	}
+	return c, true, cloneFlags(sp)
+}
+
+// writeIDMaps maps the child's ids inside to ids outside, as os/exec
+// does: setgroups "deny" (Nix writes it too), then uid_map and gid_map.
+func writeIDMaps(pid int, inside childIDs, ids Owner) error {
+	proc := fmt.Sprintf("/proc/%d/", pid)
+	for _, m := range [][2]string{
+		{"setgroups", "deny"},
+		{"uid_map", fmt.Sprintf("%d %d 1\n", inside.uid, ids.UID)},
+		{"gid_map", fmt.Sprintf("%d %d 1\n", inside.gid, ids.GID)},
+	} {
+		if err := os.WriteFile(proc+m[0], []byte(m[1]), 0); err != nil {
+			return err
 		}
-		readyR = os.NewFile(uintptr(fds[0]), "view-parent")
-		defer unix.Close(fds[1])
-		rights = append(rights, fds[1])
 	}
-	if err := unix.Sendmsg(int(c.files.Fd()), []byte{0}, unix.UnixRights(rights...), nil, 0); err != nil {
-		if readyR != nil {
-			readyR.Close()
-		}
-		return nil, fmt.Errorf("send the view's descriptors to the sandbox: %w", err)
-	}
-	return readyR, nil
+	return nil
 }
 
 // namespaceSteps are the child's first steps, the ones a refusal of the
 // new namespaces fails (an AppArmor policy that allows the clone but
 // takes the capabilities inside, say).
-var namespaceSteps = map[string]bool{"bring up loopback": true, "set host name": true, "make mounts private": true}
+var namespaceSteps = map[string]bool{"start": true, "bring up loopback": true, "set host name": true, "make mounts private": true}
 
 // refusedStart is err, the failed start of a sandbox of Nix's (chooseMode
 // did not probe for it), or, when err may be a refusal of its
@@ -283,14 +309,25 @@ func refusedStart(sp *spec, ids Owner, err error) error {
 	if !errors.Is(err, errUserNS) && !(errors.As(err, &se) && namespaceSteps[se.Step]) {
 		return err
 	}
-	probed := &spec{HostNetwork: sp.HostNetwork}
-	plain := &spec{Unsandboxed: true, NoNamespaces: true}
-	r, perr := namespacesRefused(procAttr(probed, ids), procAttr(plain, ids))
-	switch {
-	case perr != nil:
+	if perr := probeSandbox(sp.HostNetwork, ids); perr != nil {
 		return perr
-	case r == nil:
+	}
+	return err
+}
+
+// probeSandbox runs the probe in the namespaces of a sandbox of Nix's
+// (with the host's network for a fixed-output build) as ids: nil when
+// they can be made, else the restriction and its fix, or why nbs cannot
+// start at all.
+func probeSandbox(hostNetwork bool, ids Owner) error {
+	probed := &spec{HostNetwork: hostNetwork}
+	plain := &spec{Unsandboxed: true, NoNamespaces: true}
+	r, err := namespacesRefused(procAttr(probed, ids), procAttr(plain, ids))
+	switch {
+	case err != nil:
 		return err
+	case r == nil:
+		return nil
 	}
 	return r.error()
 }
@@ -361,20 +398,8 @@ const (
 	sandboxGID = 100
 )
 
-// ambientCaps are the capabilities the child's set-up needs, in its own
-// user namespace only. Mounting the overlay view (or a replay's store
-// overlay) needs CAP_DAC_OVERRIDE too (overlayfs prepares its work
-// directory with the mounter's credentials); the child gets it whether
-// or not its spec will have one, which is not known when it is spawned. Inside its user
-// namespace it overrides permissions only on files of the one mapped
-// id, the sandbox user's own, and execCommand drops it with the rest.
-func ambientCaps() []uintptr {
-	return []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_NET_ADMIN, unix.CAP_DAC_OVERRIDE}
-}
-
-// procAttr is how the child of sp is started as ids: in its namespaces
-// with ids mapped (to 1000/100 inside, as in Nix; an unsandboxed build
-// ran with host ids, so they stay what they are), or, for
+// procAttr is how the namespace probe (probeArg0) starts as the child of
+// sp would (childIDsOf): in its namespaces with ids mapped, or, for
 // sp.NoNamespaces, as ids itself (only host root can, and must, change
 // to them).
 func procAttr(sp *spec, ids Owner) *syscall.SysProcAttr {
@@ -385,27 +410,22 @@ func procAttr(sp *spec, ids Owner) *syscall.SysProcAttr {
 		}
 		return a
 	}
-	uid, gid := sandboxUID, sandboxGID
-	if sp.Unsandboxed {
-		uid, gid = ids.UID, ids.GID
-	}
+	c, _, flags := childIDsOf(sp, ids)
 	return &syscall.SysProcAttr{
-		Cloneflags: cloneFlags(sp),
+		Cloneflags: flags,
 		UidMappings: []syscall.SysProcIDMap{
-			{ContainerID: uid, HostID: ids.UID, Size: 1},
+			{ContainerID: c.uid, HostID: ids.UID, Size: 1},
 		},
 		GidMappings: []syscall.SysProcIDMap{
-			{ContainerID: gid, HostID: ids.GID, Size: 1},
+			{ContainerID: c.gid, HostID: ids.GID, Size: 1},
 		},
 		// Nix writes "deny" to setgroups too.
 		GidMappingsEnableSetgroups: false,
-		Credential:                 &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true},
-		// Keep what the set-up needs across the re-exec while
-		// already being uid 1000; dropped before the final execve.
-		AmbientCaps: ambientCaps(),
-		// PID 1 of the sandbox is a session leader, as Nix's builder.
-		Setsid:    true,
-		Pdeathsig: syscall.SIGKILL,
+		Credential:                 &syscall.Credential{Uid: uint32(c.uid), Gid: uint32(c.gid), NoSetGroups: true},
+		// The probe's mount, across its exec as uid 1000.
+		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN},
+		Setsid:      true,
+		Pdeathsig:   syscall.SIGKILL,
 	}
 }
 
@@ -453,42 +473,35 @@ func (p *process) Master() *os.File { return p.master }
 // Kill ends the sandbox: killing its PID 1 makes the kernel kill every
 // process in its PID namespace. Without one, Wait ends the rest.
 func (p *process) Kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	if !p.reaped.Load() {
+		_ = unix.Kill(p.pid, unix.SIGKILL)
+	}
 }
 
 // Wait waits for the sandbox's PID 1 and returns its exit status in the
 // shell's convention: the exit code, or 128+N when killed by signal N.
 func (p *process) Wait(ctx context.Context) (int, error) {
-	var err error
+	var ws syscall.WaitStatus
 	select {
-	case err = <-p.waitc:
+	case ws = <-p.waitc:
 	case <-ctx.Done():
 		p.Kill()
-		err = <-p.waitc
+		ws = <-p.waitc
 	}
 	if p.noPIDNS {
 		endOrphans(p.before)
 	}
-	if err == nil {
-		return 0, nil
+	if ws.Signaled() {
+		return interrupt.ExitCode(ws.Signal()), nil
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return interrupt.Status(ee.ProcessState), nil
-	}
-	return -1, err
+	return ws.ExitStatus(), nil
 }
 
 // run starts the sandbox for s as ids, relays the user's terminal to its
 // pty (spec.TTY) and waits for its PID 1, which ctx ending kills. It
 // returns the command's status as process.Wait does.
 func run(ctx context.Context, s *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (int, error) {
-	return runOn(ctx, nil, s, ids, view, stdin, stdout, stderr)
-}
-
-// runOn is run on the child c spawned ahead when it fits (see start).
-func runOn(ctx context.Context, c *child, s *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File) (int, error) {
-	p, err := start(c, s, ids, view, stdin, stdout, stderr)
+	p, err := start(s, ids, view, stdin, stdout, stderr)
 	if err != nil {
 		return 0, err
 	}

@@ -194,15 +194,11 @@ func seccompProgram(arches []seccompArch, p SeccompProfile) ([]unix.SockFilter, 
 	return prog, nil
 }
 
-// loadSeccomp installs Nix's filter on the calling thread.
-func loadSeccomp(p SeccompProfile) error {
+// seccompFilter is Nix's filter for this machine's architectures.
+func seccompFilter(p SeccompProfile) ([]unix.SockFilter, error) {
 	arches, err := seccompArches(runtime.GOARCH)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	prog, err := seccompProgram(arches, p)
-	if err != nil {
-		return err
-	}
-	return installSeccomp(prog)
+	return seccompProgram(arches, p)
 }

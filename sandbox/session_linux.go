@@ -71,21 +71,10 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	}
 	// How to enter: an unsandboxed build from a probe of the namespaces
 	// it needs (without them, it is entered on the host); a sandboxed
-	// one that cannot get them fails when its child is spawned, below.
+	// one that cannot get them fails when its sandbox starts, below.
 	m, restriction, err := chooseMode(b, u.ids, log)
 	if err != nil {
 		return 0, "", err
-	}
-	// A sandbox's child is started now and waits for its spec: the rest
-	// of its start (nbs's runtime in the new namespaces) overlaps with
-	// the making of the workspace. A refusal of the namespaces fails
-	// here, before anything is created.
-	var early *child
-	if m == modeSandbox {
-		if early, err = spawn(sandboxKey(c, b, u.ids)); err != nil {
-			return 0, "", err
-		}
-		defer early.discard()
 	}
 	// The host's Nix and the store are asked (or their answers read from
 	// the cache) while the work directory is made and the copy runs:
@@ -127,6 +116,13 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 		return 0, "", err
 	}
 	defer func() { keptCopy, err = ws.close(c.Keep, b.origin, err) }()
+	if m == modeSandbox {
+		// A sandbox that cannot start fails before a copy, not after.
+		ws.beforeCopy = func() error {
+			_, fixedOutput := b.vars.get("outputHash")
+			return probeSandbox(fixedOutput, u.ids)
+		}
+	}
 	if err := ws.enter(ctx, c, b.dir, b.above, u.ids, m == modeNoNamespaces, log); err != nil {
 		// A copy cut short by a signal reports the signal.
 		if ierr := signals.Err(); ierr != nil {
@@ -159,7 +155,7 @@ func Enter(ctx context.Context, c Config) (status int, keptCopy string, err erro
 	if ierr := signals.Err(); ierr != nil {
 		return 0, "", ierr
 	}
-	status, err = runOn(ctx, early, s, u.ids, ws.files, c.Stdin, c.Stdout, c.Stderr)
+	status, err = run(ctx, s, u.ids, ws.files, c.Stdin, c.Stdout, c.Stderr)
 	if err != nil && ws.view != nil && isViewFailure(err) && c.Entry == EntryAuto {
 		// An old kernel, or a file system overlayfs cannot stack on:
 		// the copy is the last resort.

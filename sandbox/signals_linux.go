@@ -16,25 +16,20 @@ type kernelSigaction struct {
 	mask     uint64
 }
 
-// resetSignals gives the command default signal dispositions and an empty
-// signal mask, as Nix's commonChildInit does (restoreSignals). execve
-// keeps ignored signals ignored: without this, a SIGINT ignored by
+// compileResetSignals gives the command default signal dispositions and
+// an empty signal mask, as Nix's commonChildInit does (restoreSignals).
+// execve keeps ignored signals ignored: without this, a SIGINT ignored by
 // whoever started nbs (a background job of a shell without job control,
 // CI) would make Ctrl-C do nothing inside the sandbox.
-func resetSignals() error {
-	var dfl kernelSigaction // SIG_DFL
+func compileResetSignals(p *prog) {
+	dfl := &kernelSigaction{} // SIG_DFL
+	act := p.ptr(dfl, unsafe.Pointer(dfl))
 	for sig := 1; sig <= 64; sig++ {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) || (sig >= 32 && sig <= 33) {
 			continue // cannot be changed, or reserved by the C library
 		}
-		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
-		if errno != 0 && errno != unix.EINVAL {
-			return fmt.Errorf("reset signal %d: %w", sig, errno)
-		}
+		p.call(fmt.Sprintf("reset signal %d", sig), unix.SYS_RT_SIGACTION, uintptr(sig), act, 0, 8).accept(unix.EINVAL)
 	}
-	var empty uint64
-	if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&empty)), 0, 8, 0, 0); errno != 0 {
-		return fmt.Errorf("clear signal mask: %w", errno)
-	}
-	return nil
+	empty := new(uint64)
+	p.call("clear signal mask", unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, p.ptr(empty, unsafe.Pointer(empty)), 0, 8)
 }

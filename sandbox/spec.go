@@ -1,8 +1,8 @@
 package sandbox
 
-// spec is everything the child needs to build the sandbox. The parent
-// encodes it as JSON on an inherited pipe; nothing else crosses the
-// namespace boundary.
+// spec is everything the child needs to build the sandbox: compiled
+// into its program (compileSandbox), or, for nbs attach, encoded as JSON
+// on an inherited pipe.
 type spec struct {
 	// Root is the host directory that becomes "/" (empty, owned by the
 	// sandbox user).
@@ -82,16 +82,16 @@ type SeccompProfile struct {
 // work directory's build/, a host path) before the mount plan runs.
 type viewSpec struct {
 	// Lower is the kept directory; with LowerFD set it arrives instead
-	// as a detached, idmapped mount on viewFD, attached on Lower (the
-	// work directory's lower/).
+	// as a detached, idmapped mount (viewFiles.fd), attached on Lower
+	// (the work directory's lower/).
 	Lower   string `json:"lower"`
 	LowerFD bool   `json:"lowerFD,omitempty"`
 	// Above are the layers above Lower, top first: the changes of kept
 	// sessions (nbs shell KEPT), each an earlier view's upper directory.
 	Above []string `json:"above,omitempty"`
 	// FUSE: the view is a FUSE file system that the parent's
-	// fuse-overlayfs serves; the child mounts it from the /dev/fuse on
-	// viewFD and says so on viewReadyFD.
+	// fuse-overlayfs serves; the child mounts it from a /dev/fuse of
+	// its own and sends the device to the parent.
 	FUSE bool `json:"fuse,omitempty"`
 	// HostIDs: the sandbox keeps the caller's own ids (Unsandboxed), so
 	// the FUSE view shows its files as the caller's instead of 1000:100.

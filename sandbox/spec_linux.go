@@ -17,8 +17,9 @@ func newSpec(c Config, b *keptBuild, m mode, facts hostFacts, ws *workspace, log
 	if m == modeNoNamespaces {
 		return noNamespaceSpec(c, b, facts, ws, log)
 	}
-	k := sandboxKey(c, b, Owner{})
-	s := nixSandbox(ws, facts, b.sandboxDir, b.shell, k.hostNet, k.tty, log)
+	_, fixedOutput := b.vars.get("outputHash")
+	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
+	s := nixSandbox(ws, facts, b.sandboxDir, b.shell, fixedOutput, tty, log)
 	s.Env = b.env.Environ()
 	s.Cwd = b.sandboxDir
 	if b.unsandboxed {
@@ -41,20 +42,11 @@ func newSpec(c Config, b *keptBuild, m mode, facts hostFacts, ws *workspace, log
 	return s
 }
 
-// sandboxKey is what the start of b's sandbox (modeSandbox) depends on,
-// known before the workspace is: spawn can start its child meanwhile.
-// Fixed-output derivations keep the host's network.
-func sandboxKey(c Config, b *keptBuild, ids Owner) childKey {
-	_, fixedOutput := b.vars.get("outputHash")
-	tty := term.IsTerminal(c.Stdin) && term.IsTerminal(c.Stdout)
-	return childKey{ids: ids, hostNet: fixedOutput, tty: tty, stdin: c.Stdin, stdout: c.Stdout, stderr: c.Stderr}
-}
-
 // nixSandbox is Nix's sandbox over the workspace with the build
 // directory at buildDir and, when shell is set, that shell on /bin/sh;
 // the caller adds the command, its environment and its directory.
-// Fixed-output derivations keep the host's network in Nix (no network
-// namespace) and see its resolv.conf, services and hosts.
+// Fixed-output derivations (an outputHash) keep the host's network in
+// Nix (no network namespace) and see its resolv.conf, services and hosts.
 func nixSandbox(ws *workspace, facts hostFacts, buildDir, shell string, fixedOutput, tty bool, log *slog.Logger) *spec {
 	if fixedOutput {
 		log.Warn("fixed-output derivation: the sandbox shares the host's network, as Nix does for such builds")

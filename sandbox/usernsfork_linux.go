@@ -35,17 +35,10 @@ func userNamespace(from, to Owner) (*os.File, error) {
 			}
 		}
 	}()
-	proc := fmt.Sprintf("/proc/%d/", pid)
-	for _, m := range [][2]string{
-		{"setgroups", "deny"},
-		{"uid_map", fmt.Sprintf("%d %d 1\n", from.UID, to.UID)},
-		{"gid_map", fmt.Sprintf("%d %d 1\n", from.GID, to.GID)},
-	} {
-		if err := os.WriteFile(proc+m[0], []byte(m[1]), 0); err != nil {
-			return nil, fmt.Errorf("create a user namespace for the idmapped mount: %w", err)
-		}
+	if err := writeIDMaps(pid, childIDs{uid: from.UID, gid: from.GID}, to); err != nil {
+		return nil, fmt.Errorf("create a user namespace for the idmapped mount: %w", err)
 	}
-	ns, err := os.Open(proc + "ns/user")
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
 	if err != nil {
 		return nil, fmt.Errorf("open the idmapped mount's user namespace: %w", err)
 	}

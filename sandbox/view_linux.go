@@ -45,18 +45,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The child's descriptors for the view, placed there by placeViewFiles
-// from the parent's message on the socket at viewFD (sendViewFiles).
-//
-// They are the sandbox's; an attach (spec.Attach, which has no view) has
-// mntFD and rootFD there instead. readSpec makes both close-on-exec.
-const (
-	viewFD      = 6 // parent → child: the idmapped kept directory
-	viewReadyFD = 7 // child → parent (FUSE only): the mounted /dev/fuse, as SCM_RIGHTS
-)
-
-// viewFiles are what the parent hands the child for the view: the file
-// at viewFD and, for FUSE, the server to start once the child has
+// viewFiles are what the parent hands the child for the view: the
+// idmapped kept directory and, for FUSE, the server to start once the child has
 // mounted the file system (before that, the server could not read the
 // device; after it, the child's next look at the mount waits for it).
 type viewFiles struct {
@@ -260,51 +250,36 @@ func idmappedTree(dir string, from, to Owner) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "kept-idmapped"), nil
 }
 
-// mountView mounts the copy-on-write view of the kept directory on the
+// compileView mounts the copy-on-write view of the kept directory on the
 // work directory's build/. It sits after "make mounts private", so that
 // nothing propagates to the host, and before the mount plan, which binds
 // build/ on /build; the host paths it needs vanish with pivot_root.
-func mountView(s *spec) error {
-	v := s.View
-	if v == nil {
-		return nil
-	}
+func compileView(p *prog, v *viewSpec, ids childIDs, fds childFDs) {
 	if v.FUSE {
-		return mountFUSE(v)
+		compileFUSE(p, v, ids, fds)
+		return
 	}
 	if v.LowerFD {
 		// Attached in our own mount namespace only; detached again with
 		// the old root at pivot_root.
-		err := unix.MoveMount(viewFD, "", unix.AT_FDCWD, v.Lower, unix.MOVE_MOUNT_F_EMPTY_PATH)
-		unix.Close(viewFD)
-		if err != nil {
-			return fmt.Errorf("move_mount the idmapped kept directory on %s: %w", v.Lower, err)
-		}
+		p.call("move_mount the idmapped kept directory on "+v.Lower, unix.SYS_MOVE_MOUNT, uintptr(fds.lower), p.str(""), atFDCWD, p.str(v.Lower), unix.MOVE_MOUNT_F_EMPTY_PATH)
 	}
-	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fsopen overlay: %w", err)
+	p.call("fsopen overlay", unix.SYS_FSOPEN, p.str("overlay"), unix.FSOPEN_CLOEXEC).into(fsFD)
+	set := func(key, value string) {
+		p.call(fmt.Sprintf("overlay %s=%s", key, value), unix.SYS_FSCONFIG, fsFD, unix.FSCONFIG_SET_STRING, p.str(key), p.str(value), 0)
 	}
-	defer unix.Close(fs)
-	set := func(key, value string) error {
-		if err := unix.FsconfigSetString(fs, key, value); err != nil {
-			return fmt.Errorf("overlay %s=%s: %w", key, value, err)
-		}
-		return nil
+	flag := func(key string) {
+		p.call("overlay "+key, unix.SYS_FSCONFIG, fsFD, unix.FSCONFIG_SET_FLAG, p.str(key), 0, 0)
 	}
 	// userxattr: an overlay in a user namespace keeps its metadata
 	// (opaque directories) in user.overlay.* xattrs, which the caller
 	// may read back for the change summary; redirect_dir and metacopy,
 	// which need trusted xattrs, stay off, so that every change is an
 	// entry of its own in upper.
-	for _, kv := range [][2]string{{"lowerdir", lowerdirOpt(v)}, {"upperdir", v.Upper}, {"workdir", v.Work}} {
-		if err := set(kv[0], kv[1]); err != nil {
-			return err
-		}
-	}
-	if err := unix.FsconfigSetFlag(fs, "userxattr"); err != nil {
-		return fmt.Errorf("overlay userxattr: %w", err)
-	}
+	set("lowerdir", lowerdirOpt(v))
+	set("upperdir", v.Upper)
+	set("workdir", v.Work)
+	flag("userxattr")
 	// volatile: no sync of the upper file system when the overlay goes
 	// (ovl_sync_fs). Without it the session's end waited for the
 	// writeback of every dirty page of that whole file system, the
@@ -312,41 +287,27 @@ func mountView(s *spec) error {
 	// with 400 MB dirty, against 2.7 ms. The changes are thrown away,
 	// or, kept with --keep, synced then (syncUpper). Linux 5.10, older
 	// than userxattr.
-	if err := unix.FsconfigSetFlag(fs, "volatile"); err != nil {
-		return fmt.Errorf("overlay volatile: %w", err)
-	}
-	if err := unix.FsconfigCreate(fs); err != nil {
-		return fmt.Errorf("create overlay (lowerdir %s, upperdir %s): %w", v.Lower, v.Upper, err)
-	}
-	mfd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("fsmount overlay: %w", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, v.Target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move_mount overlay on %s: %w", v.Target, err)
-	}
-	return nil
+	flag("volatile")
+	p.call(fmt.Sprintf("create overlay (lowerdir %s, upperdir %s)", v.Lower, v.Upper), unix.SYS_FSCONFIG, fsFD, unix.FSCONFIG_CMD_CREATE, 0, 0, 0)
+	p.call("fsmount overlay", unix.SYS_FSMOUNT, fsFD, unix.FSMOUNT_CLOEXEC, 0).into(fsMountFD)
+	p.call("move_mount overlay on "+v.Target, unix.SYS_MOVE_MOUNT, fsMountFD, p.str(""), atFDCWD, p.str(v.Target), unix.MOVE_MOUNT_F_EMPTY_PATH)
+	p.call("close", unix.SYS_CLOSE, fsMountFD)
+	p.call("close", unix.SYS_CLOSE, fsFD)
 }
 
-// mountFUSE opens /dev/fuse, mounts the FUSE view from it for our own
-// ids, nosuid and nodev, and sends the device to the parent, which
-// starts the server on it. The child's descriptor is closed before the
-// exec: the sandbox must not be able to answer its own requests.
-func mountFUSE(v *viewSpec) error {
-	dev, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open /dev/fuse: %w", err)
-	}
-	defer unix.Close(dev)
-	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,default_permissions", dev, os.Getuid(), os.Getgid())
-	if err := mount("nbs-view", v.Target, "fuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return err
-	}
-	if err := unix.Sendmsg(viewReadyFD, []byte{0}, unix.UnixRights(dev), nil, 0); err != nil {
-		return fmt.Errorf("send the FUSE device to nbs: %w", err)
-	}
-	return unix.Close(viewReadyFD)
+// compileFUSE opens /dev/fuse, mounts the FUSE view from it for the
+// child's own ids, nosuid and nodev, and sends the device to the parent,
+// which starts the server on it. The child's descriptor is closed before
+// the exec: the sandbox must not be able to answer its own requests.
+// The device is opened in the child: the kernel takes a FUSE mount only
+// from a device opened in the mounter's user namespace.
+func compileFUSE(p *prog, v *viewSpec, ids childIDs, fds childFDs) {
+	p.call("open /dev/fuse", unix.SYS_OPENAT, atFDCWD, p.str("/dev/fuse"), unix.O_RDWR|unix.O_CLOEXEC).into(fuseFD)
+	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,default_permissions", fuseFD, ids.uid, ids.gid)
+	mountOp(p, "nbs-view", v.Target, "fuse", unix.MS_NOSUID|unix.MS_NODEV, opts)
+	sendFD(p, "send the FUSE device to nbs", fds.fuseReady, fuseFD)
+	p.call("close /dev/fuse", unix.SYS_CLOSE, fuseFD)
+	p.call("close", unix.SYS_CLOSE, uintptr(fds.fuseReady))
 }
 
 // lowerdirOpt is the overlay's lowerdir: the layers above the kept

@@ -37,6 +37,10 @@ type workspace struct {
 	// again, then the kept directory), as the session started: the
 	// record a view kept with --keep leaves (KeptView).
 	lower []Layer
+	// beforeCopy, when set, runs before enter copies the kept
+	// directory: a copy may take minutes, and a sandbox that cannot
+	// start is better known before them.
+	beforeCopy func() error
 }
 
 // openWorkspace creates a work directory in $TMPDIR for u, first
@@ -149,6 +153,11 @@ func (w *workspace) enter(ctx context.Context, c Config, buildDir string, above 
 		choice.why = err.Error()
 	}
 	log.Debug("entry mode: copy (reflinks where the file system has them)", "why", choice.why)
+	if w.beforeCopy != nil {
+		if err := w.beforeCopy(); err != nil {
+			return err
+		}
+	}
 	return w.copy(ctx, buildDir, c.Progress, log)
 }
 
