@@ -198,7 +198,13 @@ func compileSandbox(sp *spec, ids childIDs, userNS bool, fds childFDs) (*prog, e
 	}
 	if !sp.NoNamespaces {
 		p.begin("apply mount plan")
-		pc := &planCompiler{p: p, root: sp.Root, made: map[string]bool{}}
+		pc := newPlanCompiler(p, sp.Root)
+		if sp.View != nil {
+			// The view's root is a directory: not asking the view
+			// spares a FUSE view a request that would wait for its
+			// server, which starts meanwhile (see OpChmod).
+			pc.dirs[sp.View.Target] = true
+		}
 		for _, op := range sp.Mounts {
 			if err := pc.op(op); err != nil {
 				return nil, &setupError{Step: "apply mount plan", Msg: err.Error()}
@@ -297,6 +303,14 @@ type planCompiler struct {
 	root string
 	// made are the directories already made (or known to exist).
 	made map[string]bool
+	// dirs are bind sources known to be directories (the view's
+	// root); bound are the targets they were bound on.
+	dirs, bound map[string]bool
+}
+
+// newPlanCompiler compiles into p a plan below root, which exists.
+func newPlanCompiler(p *prog, root string) *planCompiler {
+	return &planCompiler{p: p, root: root, made: map[string]bool{root: true}, dirs: map[string]bool{}, bound: map[string]bool{}}
 }
 
 // op compiles one step of the mount plan.
@@ -340,6 +354,14 @@ func (c *planCompiler) op(op Op) error {
 		}
 		mountOp(p, op.FSType, t, op.FSType, 0, op.Data)
 	case OpChmod:
+		if c.bound[t] {
+			// The first request to a FUSE view, after the rest of
+			// the set-up: its root's attributes are the kernel's
+			// placeholder (uid 0, unmapped here: EOVERFLOW) until a
+			// stat asks the server.
+			st := new(unix.Stat_t)
+			p.call("stat "+t, unix.SYS_NEWFSTATAT, atFDCWD, p.str(t), p.ptr(st, unsafe.Pointer(st)), 0)
+		}
 		chmodOp(p, t, op.Mode)
 	default:
 		return fmt.Errorf("unknown mount plan step %q", op.Kind)
@@ -387,7 +409,15 @@ func (c *planCompiler) bind(t string, op Op, source string) error {
 		}
 	}
 	c.parents(t)
-	p.call(op.String(), opBindTarget, p.str(source), p.str(t)).stat = new(unix.Stat_t)
+	if c.dirs[source] {
+		if !c.made[t] {
+			p.call("mkdir "+t, unix.SYS_MKDIRAT, atFDCWD, p.str(t), 0o755).accept(unix.EEXIST)
+			c.made[t] = true
+		}
+		c.bound[t] = true
+	} else {
+		p.call(op.String(), opBindTarget, p.str(source), p.str(t)).stat = new(unix.Stat_t)
+	}
 	flags := uintptr(unix.MS_BIND)
 	if op.Recursive {
 		flags |= unix.MS_REC

@@ -1038,6 +1038,11 @@ func (r *remover) run(pfd int, base string) error {
 		if err != unix.EISDIR {
 			return r.fail(f.node.rel(name), err)
 		}
+		// An empty directory goes at once; any other (ENOTEMPTY, a
+		// mount point's EBUSY, no permission) is opened and looked at.
+		if err := unix.Unlinkat(f.fds[0], name, unix.AT_REMOVEDIR); err == nil || err == unix.ENOENT {
+			continue
+		}
 		cfd, st, err := openForRemoval(f.fds[0], name)
 		if err != nil {
 			return r.fail(f.node.rel(name), err)

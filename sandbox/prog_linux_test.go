@@ -76,7 +76,7 @@ func TestProgRuns(t *testing.T) {
 	}
 	p := &prog{}
 	p.begin("apply mount plan")
-	pc := &planCompiler{p: p, root: root, made: map[string]bool{}}
+	pc := newPlanCompiler(p, root)
 	for _, op := range []Op{
 		{Kind: OpMkdir, Target: "/a/b/c", Mode: 0o711},
 		{Kind: OpFile, Target: "/etc/passwd", Mode: 0o644, Data: "root:x:0:0::/:/bin/sh\n"},

@@ -64,11 +64,16 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 			f.Close()
 		}
 	}()
+	// Blocking pipes, as os.NewFile leaves them: os.Pipe's would be
+	// registered with the poller and made blocking again for Fd.
 	pipe := func() (r, w *os.File, err error) {
-		if r, w, err = os.Pipe(); err == nil {
-			closers = append(closers, r, w)
+		var fds [2]int
+		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+			return nil, nil, fmt.Errorf("pipe: %w", err)
 		}
-		return r, w, err
+		r, w = os.NewFile(uintptr(fds[0]), "pipe-r"), os.NewFile(uintptr(fds[1]), "pipe-w")
+		closers = append(closers, r, w)
+		return r, w, nil
 	}
 	socketPair := func(name string) (parent, child *os.File, err error) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)

@@ -326,11 +326,15 @@ func escapeLowerdir(p string) string {
 }
 
 // makeViewDirs creates the view's directories in the work directory:
-// build/ (the mount point), upper/, work/ (overlayfs's own) and lower/
-// (where an idmapped kept directory is attached), owned by owner when
-// nbs runs as root.
-func makeViewDirs(w *workDir, owner *Owner) error {
-	for _, d := range []string{w.build(), w.upper(), w.work(), w.lower()} {
+// build/ (the mount point), upper/, work/ (overlayfs's own) and, with
+// idmap, lower/ (where the idmapped kept directory is attached), owned
+// by owner when nbs runs as root.
+func makeViewDirs(w *workDir, owner *Owner, idmap bool) error {
+	dirs := []string{w.build(), w.upper(), w.work()}
+	if idmap {
+		dirs = append(dirs, w.lower())
+	}
+	for _, d := range dirs {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}

@@ -164,7 +164,7 @@ func (w *workspace) enter(ctx context.Context, c Config, buildDir string, above 
 // overlay prepares the copy-on-write view of buildDir, owned by owner:
 // its directories and, with idmap, the idmapped lower layer.
 func (w *workspace) overlay(buildDir string, owner Owner, choice viewChoice, log *slog.Logger) error {
-	if err := makeViewDirs(w.dir, w.chown); err != nil {
+	if err := makeViewDirs(w.dir, w.chown, choice.idmap); err != nil {
 		return err
 	}
 	v := &viewSpec{Lower: buildDir, Upper: w.dir.upper(), Work: w.dir.work(), Target: w.dir.build()}
@@ -298,7 +298,7 @@ func (w *workspace) close(keep bool, origin string, err error) (keptCopy string,
 }
 
 // syncUpper writes kept changes to disk before they are recorded as
-// kept: the kernel's overlay is mounted volatile (mountView), and
+// kept: the kernel's overlay is mounted volatile (compileView), and
 // fuse-overlayfs syncs nothing either.
 func syncUpper(upper string) error {
 	fd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
