@@ -140,12 +140,13 @@ func readSpec() (*spec, error) {
 }
 
 // childFDs are the parent's descriptors a sandbox's program uses, by
-// their numbers in the child (all at or above progFDBase).
+// their numbers in the child (at or above progFDBase, but syncW).
 type childFDs struct {
 	stdin, stdout, stderr int
 	// sync is the read end of a pipe: a byte on it says the id maps
-	// are written; its end says nbs is gone. syncW is the child's copy
-	// of the write end, which it closes first.
+	// are written; its end says nbs is gone. syncW is the write end,
+	// where the parent has it: the child's copy, the only other one,
+	// which it closes first.
 	sync, syncW int
 	pty         int // the socket the pty master goes back on (spec.TTY)
 	lower       int // the idmapped kept directory (View.LowerFD)
@@ -239,10 +240,12 @@ func compileSandbox(sp *spec, ids childIDs, userNS bool, fds childFDs) (*prog, e
 // before that shows as the end of the sync pipe.
 func compileStart(p *prog, ids childIDs, userNS bool, fds childFDs) {
 	p.begin("start")
+	// Before stdio goes on 0-2, where the write end may be too (a
+	// parent started with a closed stdin).
+	p.call("close the sync pipe's write end", unix.SYS_CLOSE, uintptr(fds.syncW))
 	for i, fd := range []int{fds.stdin, fds.stdout, fds.stderr} {
 		p.call(fmt.Sprintf("dup stdio to fd %d", i), unix.SYS_DUP3, uintptr(fd), uintptr(i), 0)
 	}
-	p.call("close the sync pipe's write end", unix.SYS_CLOSE, uintptr(fds.syncW))
 	var b [1]byte
 	p.call("wait for the id maps", unix.SYS_READ, uintptr(fds.sync), p.ptr(&b, unsafe.Pointer(&b[0])), 1).returns(1)
 	p.call("setsid", unix.SYS_SETSID)

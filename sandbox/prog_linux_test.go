@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,6 +17,12 @@ import (
 // forkRun runs p in a forked child without namespaces and returns the
 // child's wait status and its failure record, if any.
 func forkRun(t *testing.T, p *prog) (unix.WaitStatus, *setupError) {
+	t.Helper()
+	return forkRunAfter(t, p, func() {})
+}
+
+// forkRunAfter is forkRun calling after once the child is forked.
+func forkRunAfter(t *testing.T, p *prog, after func()) (unix.WaitStatus, *setupError) {
 	t.Helper()
 	errR, errW, err := os.Pipe()
 	if err != nil {
@@ -37,6 +44,7 @@ func forkRun(t *testing.T, p *prog) (unix.WaitStatus, *setupError) {
 			done <- result{err: errno}
 			return
 		}
+		after()
 		var ws unix.WaitStatus
 		for {
 			if _, err := unix.Wait4(int(pid), &ws, 0, nil); err != unix.EINTR {
@@ -149,5 +157,74 @@ func TestProgFailure(t *testing.T) {
 	_, se = forkRun(t, p)
 	if se == nil || se.Msg != "unable to load: "+unix.EIO.Error()+" (a hint)" {
 		t.Errorf("failure: %v, want the errno in the words", se)
+	}
+}
+
+// TestProgStartSync: the child goes on only after the parent's byte on
+// the sync pipe, and a parent gone by the time the child's parent-death
+// signal is set (every write end of the sync pipe closed) ends the child
+// there, instead of leaving it to run on unwatched.
+func TestProgStartSync(t *testing.T) {
+	for _, gone := range []bool{false, true} {
+		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer devnull.Close()
+		null, err := unix.FcntlInt(devnull.Fd(), unix.F_DUPFD_CLOEXEC, progFDBase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(null)
+		var sync, gate [2]int
+		for _, fds := range []*[2]int{&sync, &gate} {
+			if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fds[0])
+		}
+		p := &prog{}
+		compileStart(p, childIDs{uid: os.Getuid(), gid: os.Getgid()}, false,
+			childFDs{stdin: null, stdout: null, stderr: null, sync: sync[0], syncW: sync[1]})
+		p.begin("exit")
+		p.call("exit", unix.SYS_EXIT_GROUP, 0)
+		// A gate before the check, which the test opens when the
+		// parent's end is where this case wants it.
+		check := -1
+		for i, op := range p.ops {
+			if strings.Contains(p.whats[op.what], "still there") {
+				check = i
+			}
+		}
+		if check < 0 {
+			t.Fatalf("no check of the parent in\n%s", p)
+		}
+		var b [1]byte
+		g := p.call("gate", unix.SYS_READ, uintptr(gate[0]), uintptr(unsafe.Pointer(&b[0])), 1)
+		g.step = p.ops[check].step
+		op := *g
+		p.ops = p.ops[:len(p.ops)-1]
+		p.ops = append(p.ops[:check], append([]sysOp{op}, p.ops[check:]...)...)
+		ws, se := forkRunAfter(t, p, func() {
+			unix.Write(sync[1], []byte{0})
+			if gone {
+				unix.Close(sync[1])
+			}
+			unix.Write(gate[1], []byte{0})
+		})
+		if !gone {
+			unix.Close(sync[1])
+		}
+		unix.Close(gate[1])
+		runtime.KeepAlive(&b)
+		if gone {
+			if se == nil || se.Step != "start" || !strings.Contains(se.Msg, "still there") || !ws.Exited() || ws.ExitStatus() != 127 {
+				t.Errorf("parent gone: %v (%v), want the start step's check of the parent failed, exit 127", se, ws)
+			}
+			continue
+		}
+		if se != nil || !ws.Exited() || ws.ExitStatus() != 0 {
+			t.Errorf("parent there: %v (%v), want exit 0", se, ws)
+		}
 	}
 }

@@ -154,7 +154,7 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		f  *os.File
 		fd *int
 	}{
-		{stdin, &fds.stdin}, {stdout, &fds.stdout}, {stderr, &fds.stderr}, {syncR, &fds.sync}, {syncW, &fds.syncW},
+		{stdin, &fds.stdin}, {stdout, &fds.stdout}, {stderr, &fds.stderr}, {syncR, &fds.sync},
 		{ptyChild, &fds.pty}, {lower, &fds.lower}, {readyChild, &fds.fuseReady}, {errW, &errFDHigh},
 	} {
 		if *x.fd, err = place(x.f); err != nil {
@@ -162,6 +162,7 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		}
 	}
 
+	fds.syncW = int(syncW.Fd())
 	cids, userNS, flags := childIDsOf(sp, ids)
 	p, err := compileSandbox(sp, cids, userNS, fds)
 	if err != nil {
