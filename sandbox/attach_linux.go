@@ -510,6 +510,7 @@ func startJoined(j *rawJoin, pidfd, builder int, sp *spec, c AttachConfig) (*joi
 	if j.envv, err = cStrings(nil); err != nil {
 		return nil, err
 	}
+	j.nofile = nofileToRestore()
 
 	otherPID, err := otherNS(builder, "pid")
 	if err != nil {

@@ -118,6 +118,9 @@ func runAttachChild() error {
 	if err := compileExec(p, sp); err != nil {
 		return err
 	}
+	if p.err != nil {
+		return &setupError{Step: "compile", Msg: p.err.Error()}
+	}
 	i, errno := runProg(p.ops)
 	runtime.KeepAlive(p)
 	return p.failure(i, errno)
@@ -230,16 +233,22 @@ func compileSandbox(sp *spec, ids childIDs, userNS bool, fds childFDs) (*prog, e
 	if err := compileExec(p, sp); err != nil {
 		return nil, err
 	}
+	if p.err != nil {
+		return nil, &setupError{Step: "compile", Msg: p.err.Error()}
+	}
 	return p, nil
 }
 
 // compileStart: the child's first steps, what os/exec's SysProcAttr did
 // (Setsid, the id maps, Credential, Pdeathsig): a session of its own,
-// the ids once the parent has written their maps, and death with nbs's
+// stdio, the ids once the parent has written their maps, and death with nbs's
 // forking thread, after the id change, which clears it; a parent gone
 // before that shows as the end of the sync pipe.
 func compileStart(p *prog, ids childIDs, userNS bool, fds childFDs) {
 	p.begin("start")
+	// A session of its own at once: out of nbs's process group, which
+	// the terminal's ^C and ^Z reach.
+	p.call("setsid", unix.SYS_SETSID)
 	// Before stdio goes on 0-2, where the write end may be too (a
 	// parent started with a closed stdin).
 	p.call("close the sync pipe's write end", unix.SYS_CLOSE, uintptr(fds.syncW))
@@ -248,7 +257,6 @@ func compileStart(p *prog, ids childIDs, userNS bool, fds childFDs) {
 	}
 	var b [1]byte
 	p.call("wait for the id maps", unix.SYS_READ, uintptr(fds.sync), p.ptr(&b, unsafe.Pointer(&b[0])), 1).returns(1)
-	p.call("setsid", unix.SYS_SETSID)
 	if ids.setGroups {
 		p.call("setgroups", unix.SYS_SETGROUPS, 0, 0)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/nix-build-shell/nbs/sandbox/nofile"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,6 +36,9 @@ func compileExec(p *prog, s *spec) error {
 	}
 	core.Cur = 0
 	p.call("setrlimit RLIMIT_CORE", unix.SYS_PRLIMIT64, 0, unix.RLIMIT_CORE, p.ptr(&core, unsafe.Pointer(&core)), 0)
+	if lim := nofileToRestore(); lim != nil {
+		p.call("setrlimit RLIMIT_NOFILE", unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, p.ptr(lim, unsafe.Pointer(lim)), 0)
+	}
 	// Without namespaces nbs is in a container whose seccomp profile may
 	// refuse it (Docker's allows only a few personalities); Nix ignores
 	// the failure there too.
@@ -90,4 +94,21 @@ func compileDropCapabilities(p *prog) {
 	hdr := &unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := &[2]unix.CapUserData{}
 	p.call("capset", unix.SYS_CAPSET, p.ptr(hdr, unsafe.Pointer(hdr)), p.ptr(data, unsafe.Pointer(&data[0])))
+}
+
+// nofileToRestore is the RLIMIT_NOFILE nbs was started with, when package
+// syscall raised the soft limit for nbs (to the hard one less one, still
+// in place) and would restore it in a process it starts: the sandbox's
+// processes are forked by hand, so they restore it themselves. nil when
+// there is nothing to restore.
+func nofileToRestore() *unix.Rlimit {
+	start, ok := nofile.Start()
+	if !ok || start.Max == 0 || start.Cur >= start.Max-1 {
+		return nil
+	}
+	var now unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &now) != nil || now.Cur != start.Max-1 || now.Max != start.Max {
+		return nil
+	}
+	return &unix.Rlimit{Cur: start.Cur, Max: start.Max}
 }

@@ -40,7 +40,7 @@ type sysOp struct {
 	// stat is opBindTarget's buffer.
 	stat *unix.Stat_t
 	// step and what say what failed (prog.steps, prog.whats).
-	step, what uint16
+	step, what uint32
 }
 
 // Pseudo system calls the executor runs itself.
@@ -59,17 +59,24 @@ type prog struct {
 	// keep holds what the ops point into, for as long as the program
 	// lives: Go's heap does not move, but it frees.
 	keep []any
-	step uint16
+	step uint32
+	// err is the first string the program could not take (a NUL
+	// inside would cut it short).
+	err error
 }
 
 // begin starts the step name: the ops that follow belong to it.
 func (p *prog) begin(name string) {
 	p.steps = append(p.steps, name)
-	p.step = uint16(len(p.steps) - 1)
+	p.step = uint32(len(p.steps) - 1)
 }
 
-// str is s as a C string the program keeps alive.
+// str is s as a C string the program keeps alive. A NUL in s is an
+// error of the program (prog.err), as unix.BytePtrFromString makes it.
 func (p *prog) str(s string) uintptr {
+	if strings.IndexByte(s, 0) >= 0 && p.err == nil {
+		p.err = fmt.Errorf("%q: a NUL byte inside", s)
+	}
 	b := make([]byte, len(s)+1)
 	copy(b, s)
 	p.keep = append(p.keep, b)
@@ -109,7 +116,7 @@ func (p *prog) call(what string, nr uintptr, args ...uintptr) *sysOp {
 	op := sysOp{nr: nr, want: -1, fd: -1, step: p.step}
 	copy(op.args[:], args)
 	p.whats = append(p.whats, what)
-	op.what = uint16(len(p.whats) - 1)
+	op.what = uint32(len(p.whats) - 1)
 	p.ops = append(p.ops, op)
 	return &p.ops[len(p.ops)-1]
 }
@@ -226,13 +233,16 @@ func progChild(ops []sysOp, errFD uintptr) {
 
 // forkProg forks a child with cloneFlags that runs ops. It runs on a
 // locked thread (the child's parent-death signal is that thread's end);
-// the caller holds syscall.ForkLock.
+// the caller holds syscall.ForkLock. The child's pidfd goes to *pidfd
+// (CLONE_PIDFD, Linux 5.2; an older kernel leaves it as it was).
 //
 //go:nosplit
 //go:norace
-func forkProg(cloneFlags uintptr, ops []sysOp, errFD uintptr) (pid uintptr, errno syscall.Errno) {
+func forkProg(cloneFlags uintptr, ops []sysOp, errFD uintptr, pidfd *int32) (pid uintptr, errno syscall.Errno) {
 	runtimeBeforeFork()
-	pid, _, errno = syscall.RawSyscall6(unix.SYS_CLONE, cloneFlags|uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	// The parent's tid pointer, third on amd64 and arm64 alike, is
+	// where CLONE_PIDFD puts the descriptor.
+	pid, _, errno = syscall.RawSyscall6(unix.SYS_CLONE, cloneFlags|unix.CLONE_PIDFD|uintptr(syscall.SIGCHLD), 0, uintptr(unsafe.Pointer(pidfd)), 0, 0, 0)
 	if errno != 0 || pid != 0 {
 		runtimeAfterFork()
 		return pid, errno

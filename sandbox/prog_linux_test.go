@@ -38,7 +38,11 @@ func forkRunAfter(t *testing.T, p *prog, after func()) (unix.WaitStatus, *setupE
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		syscall.ForkLock.Lock()
-		pid, errno := forkProg(0, p.ops, errW.Fd())
+		pidfd := int32(-1)
+		pid, errno := forkProg(0, p.ops, errW.Fd(), &pidfd)
+		if pidfd >= 0 {
+			defer unix.Close(int(pidfd))
+		}
 		syscall.ForkLock.Unlock()
 		if errno != 0 {
 			done <- result{err: errno}
@@ -226,5 +230,16 @@ func TestProgStartSync(t *testing.T) {
 		if se != nil || !ws.Exited() || ws.ExitStatus() != 0 {
 			t.Errorf("parent there: %v (%v), want exit 0", se, ws)
 		}
+	}
+}
+
+// TestProgNUL: a string with a NUL inside is an error of the program,
+// not a call on a shorter path.
+func TestProgNUL(t *testing.T) {
+	sp := &spec{Root: "/r", Argv: []string{"/bin/sh"}, Env: []string{"A=b\x00c"}, Cwd: "/build", Unsandboxed: true, NoNamespaces: true}
+	_, err := compileSandbox(sp, childIDs{uid: os.Getuid(), gid: os.Getgid()}, false, childFDs{})
+	var se *setupError
+	if !errors.As(err, &se) || se.Step != "compile" || !strings.Contains(se.Msg, "NUL") {
+		t.Errorf("compile with a NUL in the environment: %v, want a compile step error naming the NUL", err)
 	}
 }

@@ -60,6 +60,9 @@ type rawJoin struct {
 	argv  []*byte // nil-terminated
 	envv  []*byte // nil-terminated
 	empty *byte   // "" for execveat(AT_EMPTY_PATH)
+	// nofile, when set, is the RLIMIT_NOFILE nbs started with, for the
+	// sandbox child to find as its own (nofileToRestore).
+	nofile *unix.Rlimit
 }
 
 // rawFDBase: the parent moves every descriptor the child gets to or above
@@ -77,6 +80,7 @@ const (
 	rawStepDeathSig
 	rawStepSubreaper
 	rawStepPlace
+	rawStepNofile
 	rawStepExec
 )
 
@@ -89,6 +93,7 @@ var rawStepNames = map[byte]string{
 	rawStepDeathSig:  "set parent-death signal",
 	rawStepSubreaper: "become a subreaper",
 	rawStepPlace:     "place descriptors",
+	rawStepNofile:    "restore RLIMIT_NOFILE",
 	rawStepExec:      "exec nbs",
 }
 
@@ -194,6 +199,12 @@ func rawJoinChild(j *rawJoin) {
 	for i := 0; i < len(j.place); i++ {
 		if _, _, err = syscall.RawSyscall(unix.SYS_DUP3, j.place[i], uintptr(i), 0); err != 0 {
 			step = rawStepPlace
+			goto fail
+		}
+	}
+	if j.nofile != nil {
+		if _, _, err = syscall.RawSyscall6(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, uintptr(unsafe.Pointer(j.nofile)), 0, 0, 0); err != 0 {
+			step = rawStepNofile
 			goto fail
 		}
 	}

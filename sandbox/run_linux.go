@@ -21,7 +21,11 @@ import (
 
 // process is a started sandbox.
 type process struct {
-	pid    int
+	pid int
+	// pidfd is the child's (-1 on kernels before 5.2): a signal through
+	// it cannot reach another process that took the pid after the
+	// child was reaped.
+	pidfd  int
 	master *os.File // pty master (spec.TTY)
 	waitc  chan syscall.WaitStatus
 	// reaped: waitc has the status, and pid may be another process's.
@@ -168,7 +172,7 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 	if err != nil {
 		return nil, err
 	}
-	proc := &process{waitc: make(chan syscall.WaitStatus, 1), noPIDNS: sp.NoNamespaces}
+	proc := &process{pidfd: -1, waitc: make(chan syscall.WaitStatus, 1), noPIDNS: sp.NoNamespaces}
 	if proc.noPIDNS {
 		if err := becomeSubreaper(); err != nil {
 			return nil, err
@@ -181,14 +185,15 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		// forked it exits, not the process: this goroutine stays on
 		// its thread for the child's whole life.
 		runtime.LockOSThread()
+		pidfd := int32(-1)
 		syscall.ForkLock.Lock()
-		pid, errno := forkProg(flags, p.ops, uintptr(errFDHigh))
+		pid, errno := forkProg(flags, p.ops, uintptr(errFDHigh), &pidfd)
 		syscall.ForkLock.Unlock()
 		if errno != 0 {
 			started <- errno
 			return
 		}
-		proc.pid = int(pid)
+		proc.pid, proc.pidfd = int(pid), int(pidfd)
 		started <- nil
 		var ws unix.WaitStatus
 		for {
@@ -220,15 +225,30 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 	fail := func(err error) (*process, error) {
 		proc.Kill()
 		<-proc.waitc
+		proc.Close()
 		return nil, err
+	}
+	// failed is fail for what went wrong on nbs's side of the start:
+	// the child's own record of a failed step comes first, as it may
+	// be why (a child that died early closed the pipes it was given).
+	failed := func(err error) (*process, error) {
+		proc.Kill()
+		<-proc.waitc
+		proc.Close()
+		if msg, _ := io.ReadAll(errR); len(msg) > 0 {
+			if se := progFailure(p, msg); se != nil {
+				err = se
+			}
+		}
+		return nil, refusedStart(sp, ids, err)
 	}
 	if userNS {
 		if err := writeIDMaps(proc.pid, cids, ids); err != nil {
-			return fail(refusedStart(sp, ids, startError(err)))
+			return failed(startError(err))
 		}
 	}
 	if _, err := syncW.Write([]byte{0}); err != nil {
-		return fail(fmt.Errorf("start sandbox: %w", err))
+		return failed(fmt.Errorf("start sandbox: %w", err))
 	}
 	if readyParent != nil {
 		// The child has mounted the FUSE view and sends its device (or
@@ -466,10 +486,15 @@ func recvFD(sock *os.File) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
 }
 
-// Close releases the pty master; call it after the relay has ended.
+// Close releases the pty master and the pidfd; call it after the relay
+// has ended and the process was waited for.
 func (p *process) Close() {
 	if p.master != nil {
 		p.master.Close()
+	}
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+		p.pidfd = -1
 	}
 }
 
@@ -479,6 +504,10 @@ func (p *process) Master() *os.File { return p.master }
 // Kill ends the sandbox: killing its PID 1 makes the kernel kill every
 // process in its PID namespace. Without one, Wait ends the rest.
 func (p *process) Kill() {
+	if p.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
+		return
+	}
 	if !p.reaped.Load() {
 		_ = unix.Kill(p.pid, unix.SIGKILL)
 	}
@@ -517,6 +546,7 @@ func run(ctx context.Context, s *spec, ids Owner, view *viewFiles, stdin, stdout
 		if err != nil {
 			p.Kill()
 			p.Wait(context.Background())
+			p.Close()
 			return 0, fmt.Errorf("set up terminal: %w", err)
 		}
 		stopRelay = stop

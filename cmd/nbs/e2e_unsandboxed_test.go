@@ -3,9 +3,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestShellUnsandboxed: a build that ran with sandbox = false (common in
@@ -62,6 +66,33 @@ func TestShellForgedTop(t *testing.T) {
 			}
 			if strings.Contains(res.stderr, "ran without Nix's sandbox") {
 				t.Errorf("entered as a build without the sandbox:\n%s", res.stderr)
+			}
+			assertCleanTmp(t, res)
+		})
+	}
+}
+
+// TestShellNofile: the build's shell gets the soft RLIMIT_NOFILE nbs was
+// started with, not the one Go raises for nbs itself (the sandbox's
+// child is forked by hand, where os/exec would have restored it).
+func TestShellNofile(t *testing.T) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	const soft = 512
+	if lim.Max < soft+2 {
+		t.Skipf("hard RLIMIT_NOFILE %d leaves no soft limit for Go to raise", lim.Max)
+	}
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("no prlimit (util-linux)")
+	}
+	dir := buildFailure(t, "fail")
+	for _, r := range runners(t) {
+		t.Run(r.name, func(t *testing.T) {
+			res := runNBSUnder(t, []string{"prlimit", fmt.Sprintf("--nofile=%d:", soft), "--"}, r.user, r.env, "shell", dir, "sh", "-c", "ulimit -Sn")
+			if res.code != 0 || strings.TrimSpace(res.stdout) != fmt.Sprint(soft) {
+				t.Errorf("status %d, soft RLIMIT_NOFILE %q inside, want %d\nstderr: %s", res.code, res.stdout, soft, res.stderr)
 			}
 			assertCleanTmp(t, res)
 		})
