@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,12 +110,14 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 		if err != nil {
 			p.kill()
 			<-p.waitc
-			p.master.Close()
+			p.release()
 			return 0, fmt.Errorf("set up terminal: %w", err)
 		}
 		stopRelay = stop
 	}
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		select {
 		case <-ctx.Done():
 			p.kill()
@@ -125,10 +126,9 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 	}()
 	ws := <-p.waitc
 	close(p.exited)
+	<-watched // no kill after the pidfd is closed
 	stopRelay()
-	if p.master != nil {
-		p.master.Close()
-	}
+	p.release()
 	status := ws.ExitStatus()
 	if ws.Signaled() {
 		status = interrupt.ExitCode(ws.Signal())
@@ -452,19 +452,11 @@ func mapID(b []byte, host int) (int, bool) {
 
 // joined is a started attach.
 type joined struct {
-	pid    int
-	master *os.File
+	// forked: kill ends what nbs started in the build, never the
+	// build.
+	forked
 	waitc  chan syscall.WaitStatus
 	exited chan struct{}
-	reaped atomic.Bool
-}
-
-// kill ends what nbs started in the build, never the build: our child
-// is not reaped before waitc has its status, so the pid is still ours.
-func (p *joined) kill() {
-	if !p.reaped.Load() {
-		_ = unix.Kill(p.pid, unix.SIGKILL)
-	}
 }
 
 // startJoined forks the joining child and runs the sandbox child's
@@ -516,7 +508,7 @@ func startJoined(j *rawJoin, pidfd, builder int, sp *spec, c AttachConfig) (*joi
 	if err != nil {
 		return nil, err
 	}
-	p := &joined{waitc: make(chan syscall.WaitStatus, 1), exited: make(chan struct{})}
+	p := &joined{forked: forked{pidfd: -1}, waitc: make(chan syscall.WaitStatus, 1), exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// This thread's PID namespace for children becomes the
@@ -530,9 +522,11 @@ func startJoined(j *rawJoin, pidfd, builder int, sp *spec, c AttachConfig) (*joi
 				return
 			}
 		}
+		pidfd := int32(-1)
 		syscall.ForkLock.Lock()
-		pid, errno := rawFork(j)
+		pid, errno := rawFork(j, &pidfd)
 		syscall.ForkLock.Unlock()
+		p.pidfd = int(pidfd)
 		if errno != 0 {
 			started <- fmt.Errorf("fork: %w", errno)
 			return
@@ -564,6 +558,7 @@ func startJoined(j *rawJoin, pidfd, builder int, sp *spec, c AttachConfig) (*joi
 	fail := func(err error) (*joined, error) {
 		p.kill()
 		<-p.waitc
+		p.release()
 		return nil, err
 	}
 	// A child that failed before reading the spec closes the pipe: its

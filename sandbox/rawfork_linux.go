@@ -103,13 +103,14 @@ const rawFailureMagic = 0xff
 
 // rawFork forks a child that joins the build and execs the sandbox
 // child. It runs on a locked thread (whose PID namespace for children is
-// the build's); the caller holds syscall.ForkLock.
+// the build's); the caller holds syscall.ForkLock. The child's pidfd goes
+// to *pidfd, as in forkProg.
 //
 //go:nosplit
 //go:norace
-func rawFork(j *rawJoin) (pid uintptr, errno syscall.Errno) {
+func rawFork(j *rawJoin, pidfd *int32) (pid uintptr, errno syscall.Errno) {
 	runtimeBeforeFork()
-	pid, _, errno = syscall.RawSyscall6(unix.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	pid, _, errno = syscall.RawSyscall6(unix.SYS_CLONE, unix.CLONE_PIDFD|uintptr(syscall.SIGCHLD), 0, uintptr(unsafe.Pointer(pidfd)), 0, 0, 0)
 	if errno != 0 || pid != 0 {
 		runtimeAfterFork()
 		return pid, errno

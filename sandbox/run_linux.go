@@ -21,15 +21,8 @@ import (
 
 // process is a started sandbox.
 type process struct {
-	pid int
-	// pidfd is the child's (-1 on kernels before 5.2): a signal through
-	// it cannot reach another process that took the pid after the
-	// child was reaped.
-	pidfd  int
-	master *os.File // pty master (spec.TTY)
-	waitc  chan syscall.WaitStatus
-	// reaped: waitc has the status, and pid may be another process's.
-	reaped atomic.Bool
+	forked
+	waitc chan syscall.WaitStatus
 	// noPIDNS: the command has no PID namespace whose end would end
 	// what it started; nbs, its subreaper, does (see endOrphans).
 	noPIDNS bool
@@ -172,7 +165,7 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 	if err != nil {
 		return nil, err
 	}
-	proc := &process{pidfd: -1, waitc: make(chan syscall.WaitStatus, 1), noPIDNS: sp.NoNamespaces}
+	proc := &process{forked: forked{pidfd: -1}, waitc: make(chan syscall.WaitStatus, 1), noPIDNS: sp.NoNamespaces}
 	if proc.noPIDNS {
 		if err := becomeSubreaper(); err != nil {
 			return nil, err
@@ -486,32 +479,52 @@ func recvFD(sock *os.File) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
 }
 
-// Close releases the pty master and the pidfd; call it after the relay
-// has ended and the process was waited for.
-func (p *process) Close() {
-	if p.master != nil {
-		p.master.Close()
+// forked is a child nbs forked by hand (forkProg, rawFork).
+type forked struct {
+	pid int
+	// pidfd is the child's (-1 on kernels before 5.2): a signal through
+	// it cannot reach another process that took the pid after the
+	// child was reaped.
+	pidfd  int
+	master *os.File // pty master (spec.TTY)
+	// reaped: the child was waited for, and pid may be another
+	// process's.
+	reaped atomic.Bool
+}
+
+// kill sends the child SIGKILL.
+func (f *forked) kill() {
+	if f.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(f.pidfd, unix.SIGKILL, nil, 0)
+		return
 	}
-	if p.pidfd >= 0 {
-		unix.Close(p.pidfd)
-		p.pidfd = -1
+	if !f.reaped.Load() {
+		_ = unix.Kill(f.pid, unix.SIGKILL)
 	}
 }
+
+// release closes the pty master and the pidfd, once the child was waited
+// for and nothing kills it any more.
+func (f *forked) release() {
+	if f.master != nil {
+		f.master.Close()
+	}
+	if f.pidfd >= 0 {
+		unix.Close(f.pidfd)
+		f.pidfd = -1
+	}
+}
+
+// Close releases the pty master and the pidfd; call it after the relay
+// has ended and the process was waited for.
+func (p *process) Close() { p.release() }
 
 // Master is the pty master of a TTY sandbox, nil otherwise.
 func (p *process) Master() *os.File { return p.master }
 
 // Kill ends the sandbox: killing its PID 1 makes the kernel kill every
 // process in its PID namespace. Without one, Wait ends the rest.
-func (p *process) Kill() {
-	if p.pidfd >= 0 {
-		_ = unix.PidfdSendSignal(p.pidfd, unix.SIGKILL, nil, 0)
-		return
-	}
-	if !p.reaped.Load() {
-		_ = unix.Kill(p.pid, unix.SIGKILL)
-	}
-}
+func (p *process) Kill() { p.kill() }
 
 // Wait waits for the sandbox's PID 1 and returns its exit status in the
 // shell's convention: the exit code, or 128+N when killed by signal N.

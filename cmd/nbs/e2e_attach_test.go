@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nix-build-shell/nbs/testdata/escape/report"
+	"golang.org/x/sys/unix"
 )
 
 // hungBuild is a build of testdata/e2e's hang, running in the background
@@ -174,6 +175,18 @@ exit 42`
 		t.Fatalf("the build ended while attached:\n%s", h.stderr())
 	}
 
+	t.Run("nofile", func(t *testing.T) {
+		// The soft RLIMIT_NOFILE nbs was started with, not the one Go
+		// raises for nbs itself (see TestShellNofile).
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Max < 514 {
+			t.Skipf("hard RLIMIT_NOFILE %d (%v) leaves no soft limit for Go to raise", lim.Max, err)
+		}
+		r := runNBSUnder(t, []string{"prlimit", "--nofile=512:", "--"}, nil, nil, "attach", h.name, "sh", "-c", "ulimit -Sn")
+		if r.code != 0 || r.stdout != "512\n" {
+			t.Errorf("nbs attach %s sh -c 'ulimit -Sn' under a soft limit of 512: exit %d, stdout %q, stderr %q", h.name, r.code, r.stdout, r.stderr)
+		}
+	})
 	t.Run("by drv path", func(t *testing.T) {
 		r := runNBS(t, nil, nil, "attach", h.drv, "cat", "/build/marker")
 		if r.code != 0 || r.stdout != "written before hanging\n" {
