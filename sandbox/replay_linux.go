@@ -396,7 +396,7 @@ func replaySpec(c ReplayConfig, t *replayTarget, env *nix.BuildEnv, facts hostFa
 // directory's attributes from its upper layer); overlayfs in a user
 // namespace needs Linux 5.11 (userxattr). volatile: the outputs are
 // thrown away, so the end of the replay does not wait for the upper
-// file system's writeback (see mountView).
+// file system's writeback (see compileView).
 //
 // hide are directories of the user the replay runs as that the build
 // user it ran as could not read, each covered by an empty tmpfs of its
