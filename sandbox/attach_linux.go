@@ -11,7 +11,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -129,10 +128,7 @@ func Attach(ctx context.Context, c AttachConfig) (int, error) {
 	<-watched // no kill after the pidfd is closed
 	stopRelay()
 	p.release()
-	status := ws.ExitStatus()
-	if ws.Signaled() {
-		status = interrupt.ExitCode(ws.Signal())
-	}
+	status := interrupt.WaitStatus(ws)
 	if err := catcher.Err(); err != nil {
 		return status, err
 	}
@@ -509,41 +505,21 @@ func startJoined(j *rawJoin, pidfd, builder int, sp *spec, c AttachConfig) (*joi
 		return nil, err
 	}
 	p := &joined{forked: forked{pidfd: -1}, waitc: make(chan syscall.WaitStatus, 1), exited: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// This thread's PID namespace for children becomes the
-		// build's, and its death is the child's parent-death signal:
-		// it stays locked, waits for the child, and is thrown away
-		// when the goroutine ends.
-		runtime.LockOSThread()
-		if otherPID {
+	// The forking thread's PID namespace for children becomes the
+	// build's (the thread is thrown away with its goroutine).
+	var joinPID func() error
+	if otherPID {
+		joinPID = func() error {
 			if err := unix.Setns(pidfd, unix.CLONE_NEWPID); err != nil {
-				started <- fmt.Errorf("join the build's PID namespace: %w", err)
-				return
+				return fmt.Errorf("join the build's PID namespace: %w", err)
 			}
+			return nil
 		}
-		pidfd := int32(-1)
-		syscall.ForkLock.Lock()
-		pid, errno := rawFork(j, &pidfd)
-		syscall.ForkLock.Unlock()
-		p.pidfd = int(pidfd)
-		if errno != 0 {
-			started <- fmt.Errorf("fork: %w", errno)
-			return
+	}
+	if err := p.fork(joinPID, func(pidfd *int32) (uintptr, syscall.Errno) { return rawFork(j, pidfd) }, p.waitc); err != nil {
+		if errno, ok := err.(syscall.Errno); ok {
+			return nil, fmt.Errorf("fork: %w", errno)
 		}
-		p.pid = int(pid)
-		started <- nil
-		var ws unix.WaitStatus
-		for {
-			_, err := unix.Wait4(int(pid), &ws, 0, nil)
-			if err != unix.EINTR {
-				break
-			}
-		}
-		p.reaped.Store(true)
-		p.waitc <- syscall.WaitStatus(ws)
-	}()
-	if err := <-started; err != nil {
 		return nil, err
 	}
 	for _, fd := range placed {

@@ -118,9 +118,6 @@ func runAttachChild() error {
 	if err := compileExec(p, sp); err != nil {
 		return err
 	}
-	if p.err != nil {
-		return &setupError{Step: "compile", Msg: p.err.Error()}
-	}
 	i, errno := runProg(p.ops)
 	runtime.KeepAlive(p)
 	return p.failure(i, errno)
@@ -232,9 +229,6 @@ func compileSandbox(sp *spec, ids childIDs, userNS bool, fds childFDs) (*prog, e
 	}
 	if err := compileExec(p, sp); err != nil {
 		return nil, err
-	}
-	if p.err != nil {
-		return nil, &setupError{Step: "compile", Msg: p.err.Error()}
 	}
 	return p, nil
 }

@@ -82,6 +82,10 @@ func compileExec(p *prog, s *spec) error {
 		exe = s.Exe
 	}
 	p.call("execve "+exe, unix.SYS_EXECVE, p.str(exe), p.strv(s.Argv), p.strv(s.Env))
+	// The program's last step: any string it could not take fails it.
+	if p.err != nil {
+		return &setupError{Step: "compile", Msg: p.err.Error()}
+	}
 	return nil
 }
 

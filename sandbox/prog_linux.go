@@ -13,7 +13,7 @@ import (
 // A sandbox's set-up is a program of system calls. The parent compiles
 // it from the spec (compileSandbox): every path a C string, every
 // structure the kernel reads laid out in memory, every choice that can
-// be made before the fork made. A child forked by hand (startProg) runs
+// be made before the fork made. A child forked by hand (forkProg) runs
 // it with raw system calls only and ends in execve of the command: the
 // sandbox costs no second Go runtime, whose start (page faults, CPUID
 // exits, the cgroup probe for GOMAXPROCS) was the larger part of a
@@ -262,7 +262,7 @@ func progFailure(p *prog, msg []byte) *setupError {
 	return p.failure(i, syscall.Errno(binary.LittleEndian.Uint32(msg[4:])))
 }
 
-// String lists the program, one call a line, for --debug and tests.
+// String lists the program, one call a line (test failures show it).
 func (p *prog) String() string {
 	s := ""
 	for _, op := range p.ops {

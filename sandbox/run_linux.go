@@ -172,32 +172,9 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		}
 		proc.before = children(os.Getpid())
 	}
-	started := make(chan error, 1)
-	go func() {
-		// The child's parent-death signal fires when the thread that
-		// forked it exits, not the process: this goroutine stays on
-		// its thread for the child's whole life.
-		runtime.LockOSThread()
-		pidfd := int32(-1)
-		syscall.ForkLock.Lock()
-		pid, errno := forkProg(flags, p.ops, uintptr(errFDHigh), &pidfd)
-		syscall.ForkLock.Unlock()
-		if errno != 0 {
-			started <- errno
-			return
-		}
-		proc.pid, proc.pidfd = int(pid), int(pidfd)
-		started <- nil
-		var ws unix.WaitStatus
-		for {
-			if _, err := unix.Wait4(int(pid), &ws, 0, nil); err != unix.EINTR {
-				break
-			}
-		}
-		proc.reaped.Store(true)
-		proc.waitc <- syscall.WaitStatus(ws)
-	}()
-	if err := <-started; err != nil {
+	if err := proc.fork(nil, func(pidfd *int32) (uintptr, syscall.Errno) {
+		return forkProg(flags, p.ops, uintptr(errFDHigh), pidfd)
+	}, proc.waitc); err != nil {
 		if sp.NoNamespaces {
 			return nil, fmt.Errorf("start the build's shell: %w", err)
 		}
@@ -216,18 +193,16 @@ func start(sp *spec, ids Owner, view *viewFiles, stdin, stdout, stderr *os.File)
 		}
 	}
 	fail := func(err error) (*process, error) {
-		proc.Kill()
+		proc.kill()
 		<-proc.waitc
-		proc.Close()
+		proc.release()
 		return nil, err
 	}
 	// failed is fail for what went wrong on nbs's side of the start:
 	// the child's own record of a failed step comes first, as it may
 	// be why (a child that died early closed the pipes it was given).
 	failed := func(err error) (*process, error) {
-		proc.Kill()
-		<-proc.waitc
-		proc.Close()
+		fail(nil)
 		if msg, _ := io.ReadAll(errR); len(msg) > 0 {
 			if se := progFailure(p, msg); se != nil {
 				err = se
@@ -492,6 +467,43 @@ type forked struct {
 	reaped atomic.Bool
 }
 
+// fork starts the child with forkFn, called with syscall.ForkLock held,
+// on a thread of its own that first runs setup (nil: nothing), and reaps
+// it there: waitc gets its status. The child's parent-death signal fires
+// when the thread that forked it exits, not the process: the thread
+// stays for the child's whole life. It returns once the child is forked.
+func (f *forked) fork(setup func() error, forkFn func(pidfd *int32) (uintptr, syscall.Errno), waitc chan<- syscall.WaitStatus) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		if setup != nil {
+			if err := setup(); err != nil {
+				started <- err
+				return
+			}
+		}
+		pidfd := int32(-1)
+		syscall.ForkLock.Lock()
+		pid, errno := forkFn(&pidfd)
+		syscall.ForkLock.Unlock()
+		if errno != 0 {
+			started <- errno
+			return
+		}
+		f.pid, f.pidfd = int(pid), int(pidfd)
+		started <- nil
+		var ws unix.WaitStatus
+		for {
+			if _, err := unix.Wait4(int(pid), &ws, 0, nil); err != unix.EINTR {
+				break
+			}
+		}
+		f.reaped.Store(true)
+		waitc <- syscall.WaitStatus(ws)
+	}()
+	return <-started
+}
+
 // kill sends the child SIGKILL.
 func (f *forked) kill() {
 	if f.pidfd >= 0 {
@@ -539,10 +551,7 @@ func (p *process) Wait(ctx context.Context) (int, error) {
 	if p.noPIDNS {
 		endOrphans(p.before)
 	}
-	if ws.Signaled() {
-		return interrupt.ExitCode(ws.Signal()), nil
-	}
-	return ws.ExitStatus(), nil
+	return interrupt.WaitStatus(ws), nil
 }
 
 // run starts the sandbox for s as ids, relays the user's terminal to its

@@ -43,10 +43,19 @@ func Status(ps *os.ProcessState) int {
 	if ps == nil {
 		return -1
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return ExitCode(ws.Signal())
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return WaitStatus(ws)
 	}
 	return ps.ExitCode()
+}
+
+// WaitStatus is Status for a wait status: the exit code, or 128+N when
+// signal N killed the process.
+func WaitStatus(ws syscall.WaitStatus) int {
+	if ws.Signaled() {
+		return ExitCode(ws.Signal())
+	}
+	return ws.ExitStatus()
 }
 
 // A Catcher catches Signals from Catch until Stop: they no longer end
